@@ -1,0 +1,1 @@
+"""Pallas kernels, one file per op (installed as ``zoo.kernels``). Kernels import only jax."""

@@ -1,0 +1,7 @@
+"""Training (installed as ``zoo.recipes``): the one loop, the data layer, sharding, checkpointing, the papers'
+training procedures, and ``configs/``.
+
+The entry points: ``zoo.recipes.train.train_and_evaluate(config, workdir)`` and the CLI
+``python -m zoo.recipes.train --config recipes/configs/<name>.py --workdir DIR``; for arrays already in memory,
+``zoo.recipes.train.fit(model, data, ...)``.
+"""

@@ -1,0 +1,433 @@
+r"""The one training loop: any procedure, any zoo model, jitted once over a mesh, checkpointed and resumable.
+
+Command line::
+
+  python -m zoo.recipes.train --config recipes/configs/hopfield_digits.py --workdir /tmp/zoo-run \
+      [--config.steps=200 ...]
+
+From Python: :func:`train_and_evaluate` (a config and a work directory) or :func:`fit` (a model and arrays in
+memory, e.g. in a notebook). Both run the same :class:`Trainer` and :func:`run_loop`.
+
+What a run writes into its work directory:
+
+* ``checkpoints/<step>/``: Orbax checkpoints of the whole state (atomic, every ``checkpoint_every`` steps and at
+  the end); a rerun with the same work directory resumes from the latest and ends with the same numbers as an
+  uninterrupted run;
+* ``metrics.jsonl``: one JSON object per logged step (``{"step": 100, "train/loss": ...}``) and per evaluation
+  (``"eval/accuracy"`` ...);
+* ``results.json``: the final evaluation and the config.
+
+Multi-host: start every process with ``--jax_distributed`` (or the explicit ``--coordinator_address``,
+``--num_processes``, ``--process_id``); each process loads only its own rows of every global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from zoo.recipes import builders
+from zoo.recipes import checkpointing
+from zoo.recipes import data as data_lib
+from zoo.recipes import sharding
+from zoo.recipes.configs import base_config
+
+__all__ = ["FitResult", "Trainer", "fit", "run_loop", "train_and_evaluate", "validate_config"]
+
+_log = logging.getLogger(__name__)
+
+
+# -------------------------------------------------------------------------------------------------------- config
+
+
+def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Fills defaults from ``base_config()`` and rejects unknown keys (with the valid ones listed)."""
+  base = base_config()
+  given = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+
+  def merge(base_block, given_block, path):
+    open_blocks = ("model", "task", "procedure", "data.kwargs", "optimizer.kwargs")
+    for key, value in given_block.items():
+      full = f"{path}{key}"
+      if path.rstrip(".") in open_blocks:
+        base_block[key] = value
+        continue
+      if key not in base_block:
+        raise ValueError(f"Unknown config key {full!r}. Valid keys{' of ' + path.rstrip('.') if path else ''}: "
+                         f"{', '.join(sorted(base_block.keys()))}.")
+      if isinstance(base_block[key], ml_collections.ConfigDict) and isinstance(value, Mapping):
+        merge(base_block[key], value, full + ".")
+      else:
+        with base_block.ignore_type():
+          base_block[key] = value
+
+  merge(base, given, "")
+  if not base.model.name:
+    raise ValueError("config.model.name is required, e.g. 'hopfield.HopfieldClassifier'.")
+  if not base.data.name:
+    raise ValueError(f"config.data.name is required; valid datasets: {', '.join(data_lib.names())}.")
+  for key in ("steps", "log_every", "eval_every", "checkpoint_every"):
+    if base[key] < 0:
+      raise ValueError(f"config.{key} must be >= 0; got {base[key]}.")
+  return base
+
+
+# ------------------------------------------------------------------------------------------------------- trainer
+
+
+def _as_abstract(tree):
+  def abstract(x):
+    if isinstance(x, jax.ShapeDtypeStruct):
+      return jax.ShapeDtypeStruct(x.shape, x.dtype)
+    return jax.ShapeDtypeStruct(np.shape(x), sharding.device_dtype(np.asarray(x).dtype))
+  return jax.tree.map(abstract, tree)
+
+
+class Trainer:
+  """A procedure's ``init``/``step``/``evaluate`` jitted once over ``mesh`` with explicit shardings.
+
+  The batch is sharded over ``('data', 'fsdp')``; the state by its parameters' logical axis names
+  (``sharding.LOGICAL_RULES``). The train step donates its input state.
+
+  Args:
+    procedure: built procedure (``zoo.recipes.backprop.Backprop`` or a paper's).
+    mesh: a mesh from ``sharding.make_mesh``.
+    example_batch: one global batch (or its ``ShapeDtypeStruct``s), for shapes.
+  """
+
+  def __init__(self, procedure, mesh, example_batch: Mapping[str, Any], rules=sharding.LOGICAL_RULES):
+    self.procedure, self.mesh, self.rules = procedure, mesh, rules
+    self.batch_sharding = sharding.batch_sharding(mesh)
+    self.replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    example = _as_abstract(dict(example_batch))
+    with self._context():
+      abstract = jax.eval_shape(procedure.init, jax.random.key(0), example)
+    self.state_shardings = sharding.state_shardings(abstract, mesh, rules)
+    self.abstract_state = checkpointing.abstract_like(nn.unbox(abstract), self.state_shardings)
+    batch_sh = jax.tree.map(lambda _: self.batch_sharding, example)
+
+    self._init = jax.jit(lambda rng, batch: nn.unbox(procedure.init(rng, batch)),
+                         in_shardings=(self.replicated, batch_sh), out_shardings=self.state_shardings)
+    self._step = jax.jit(procedure.step, in_shardings=(self.state_shardings, batch_sh),
+                         out_shardings=(self.state_shardings, self.replicated), donate_argnums=0)
+
+    def eval_sums(state, batch, weight):
+      metrics = procedure.evaluate(state, batch)
+      sums = {k: jnp.sum(v.astype(jnp.float32) * weight) for k, v in metrics.items()}
+      return sums, jnp.sum(weight)
+
+    self._eval = jax.jit(eval_sums, out_shardings=self.replicated)
+
+  def _context(self):
+    class _Ctx:
+      def __enter__(ctx):
+        ctx.stack = [jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules)]
+        for c in ctx.stack:
+          c.__enter__()
+
+      def __exit__(ctx, *exc):
+        for c in reversed(ctx.stack):
+          c.__exit__(*exc)
+    return _Ctx()
+
+  def put(self, local_batch: Mapping[str, np.ndarray], global_batch_size: int):
+    """This process's rows of a batch -> global sharded arrays."""
+    return sharding.global_batch(local_batch, self.batch_sharding, global_batch_size)
+
+  def init(self, seed: int, batch):
+    with self._context():
+      return self._init(jax.random.key(seed), batch)
+
+  def step(self, state, batch):
+    with self._context():
+      return self._step(state, batch)
+
+  def evaluate(self, state, source, batch_size: int) -> dict[str, float]:
+    """Means of the procedure's per-example metrics over the whole ``source`` (padding excluded)."""
+    rows = sharding.process_rows(batch_size, self.batch_sharding)
+    totals, count = {}, 0.0
+    with self._context():
+      for batch, weight in data_lib.eval_batches(source, batch_size, rows=rows):
+        batch = self.put(batch, batch_size)
+        weight = sharding.global_batch({"w": weight}, self.batch_sharding, batch_size)["w"]
+        sums, n = self._eval(state, batch, weight)
+        sums, n = jax.device_get((sums, n))
+        for k, v in sums.items():
+          totals[k] = totals.get(k, 0.0) + float(v)
+        count += float(n)
+    return {k: v / max(count, 1.0) for k, v in totals.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------- loop
+
+
+class MetricWriter:
+  """Appends one JSON object per line to ``<workdir>/metrics.jsonl``; on resume, drops lines past the restart."""
+
+  def __init__(self, workdir: str, resume_step: int = 0):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+      with open(self.path + ".tmp", "w") as f:
+        f.writelines(kept)
+      os.replace(self.path + ".tmp", self.path)
+
+  def write(self, step: int, metrics: Mapping[str, float]) -> None:
+    record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+
+
+def _progress(total: int, initial: int, enabled: bool):
+  if not enabled:
+    return None
+  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True, file=sys.stderr)
+
+
+def run_loop(trainer: Trainer, state, *, batches: data_lib.Batches, batch_size: int, start: int, steps: int,
+             log_every: int = 0, eval_every: int = 0, evaluate: Callable[[Any], dict[str, float]] | None = None,
+             checkpoint_every: int = 0, checkpointer: checkpointing.Checkpointer | None = None,
+             writer: MetricWriter | None = None, progress: bool = False,
+             history: list[dict[str, float]] | None = None):
+  """Runs ``trainer.step`` from step ``start`` to ``steps``; logs, evaluates and checkpoints on the way.
+
+  Returns the final state. ``history`` (if given) receives every logged record.
+  """
+  bar = _progress(steps, start, progress and jax.process_index() == 0)
+  pending, t0, last = [], time.perf_counter(), start
+
+  def log(step, record):
+    if history is not None:
+      history.append({"step": step, **record})
+    if writer is not None:
+      writer.write(step, record)
+
+  for step in range(start, steps):
+    state, metrics = trainer.step(state, trainer.put(batches(step), batch_size))
+    pending.append(metrics)
+    done = step + 1
+    if bar is not None:
+      bar.update(1)
+    if log_every and (done % log_every == 0 or done == steps):
+      values = jax.device_get(pending)
+      record = {f"train/{k}": float(np.mean([m[k] for m in values])) for k in values[0]}
+      record["train/steps_per_sec"] = (done - last) / max(time.perf_counter() - t0, 1e-9)
+      pending, t0, last = [], time.perf_counter(), done
+      log(done, record)
+      if bar is not None:
+        bar.set_postfix({k.split("/")[1]: f"{v:.4g}" for k, v in record.items() if "loss" in k or "acc" in k})
+    if evaluate is not None and eval_every and done % eval_every == 0 and done != steps:
+      log(done, {f"eval/{k}": v for k, v in evaluate(state).items()})
+    if checkpointer is not None and checkpoint_every and done % checkpoint_every == 0:
+      checkpointer.save(done, state)
+  if bar is not None:
+    bar.close()
+  return state
+
+
+# --------------------------------------------------------------------------------------------- config-driven run
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains the config's model with its procedure; resumes from ``workdir`` if it holds a checkpoint.
+
+  Returns:
+    The final evaluation metrics on ``config.data.eval_split`` (empty if there is none).
+  """
+  config = validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  mesh = sharding.make_mesh(config.mesh.to_dict())
+  sources, info = data_lib.load(config.data.name, data_dir=config.data.data_dir, **config.data.kwargs.to_dict())
+  if config.data.train_split not in sources:
+    raise ValueError(f"config.data.train_split {config.data.train_split!r} is not a split of "
+                     f"{config.data.name!r}; splits: {sorted(sources)}.")
+  eval_source = sources.get(config.data.eval_split) if config.data.eval_split else None
+  if config.data.eval_split and eval_source is None:
+    raise ValueError(f"config.data.eval_split {config.data.eval_split!r} is not a split of {config.data.name!r}; "
+                     f"splits: {sorted(sources)} (set it to '' to skip evaluation).")
+
+  model = builders.make_model(config.model)
+  task = builders.make_task(config.task)
+  optimizer = builders.make_optimizer(config.optimizer, total_steps=config.steps)
+  procedure = builders.make_procedure(config.procedure, model=model, task=task, optimizer=optimizer)
+
+  batch_size = config.data.batch_size
+  batches = data_lib.Batches(sources[config.data.train_split], batch_size, seed=config.seed)
+  example = {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), sharding.device_dtype(v.dtype))
+             for k, v in batches.source.__getitems__([0]).items()}
+  trainer = Trainer(procedure, mesh, example)
+  batches.rows = sharding.process_rows(batch_size, trainer.batch_sharding)
+
+  checkpointer = checkpointing.Checkpointer(workdir, config.to_dict(), max_to_keep=config.keep_checkpoints)
+  start = checkpointer.latest_step()
+  if start is not None:
+    state = checkpointer.restore(trainer.abstract_state, start)
+    _say(f"resumed from {checkpointer.directory}/{start}")
+  else:
+    start = 0
+    state = trainer.init(config.seed, trainer.put(batches(0), batch_size))
+  is_main = jax.process_index() == 0
+  writer = MetricWriter(workdir, resume_step=start) if is_main else None
+  evaluate = None
+  if eval_source is not None:
+    evaluate = lambda s: trainer.evaluate(s, eval_source, _eval_batch_size(config, trainer))
+
+  state = run_loop(trainer, state, batches=batches, batch_size=batch_size, start=start, steps=config.steps,
+                   log_every=config.log_every, eval_every=config.eval_every, evaluate=evaluate,
+                   checkpoint_every=config.checkpoint_every, checkpointer=checkpointer, writer=writer,
+                   progress=config.progress_bar)
+  if checkpointer.latest_step() != config.steps:
+    checkpointer.save(config.steps, state)
+  checkpointer.close()
+
+  results = evaluate(state) if evaluate is not None else {}
+  if is_main:
+    if results:
+      writer.write(config.steps, {f"eval/{k}": v for k, v in results.items()})
+      _say(f"{config.data.eval_split} after {config.steps} steps: "
+           + ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump({"step": config.steps, "eval_split": config.data.eval_split, "metrics": results,
+                 "dataset": dataclasses.asdict(info), "config": config.to_dict()}, f, indent=2, default=str)
+  return results
+
+
+def _eval_batch_size(config, trainer: Trainer) -> int:
+  shards = trainer.mesh.shape["data"] * trainer.mesh.shape["fsdp"]
+  return -(-config.data.eval_batch_size // shards) * shards  # round up to a multiple of the data shards
+
+
+def _say(message: str) -> None:
+  if jax.process_index() == 0:
+    print(message, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ in-memory fit
+
+
+@dataclasses.dataclass
+class FitResult:
+  """What :func:`fit` returns.
+
+  Attributes:
+    state: the procedure's final state.
+    variables: ``procedure.variables(state)``, ready for ``model.apply``.
+    history: logged training records (``{'step': ..., 'train/loss': ...}``).
+    metrics: final evaluation on ``eval_data`` (empty without it).
+    trainer: the compiled :class:`Trainer` (reuse it: ``result.evaluate(arrays)``).
+  """
+  state: Any
+  variables: Any
+  history: list[dict[str, float]]
+  metrics: dict[str, float]
+  trainer: Trainer
+  eval_batch_size: int
+
+  def evaluate(self, arrays: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Mean per-example metrics of the procedure on ``arrays`` (``{key: [examples, ...]}``)."""
+    return self.trainer.evaluate(self.state, data_lib.ArraySource(arrays), self.eval_batch_size)
+
+
+def fit(model: nn.Module, train_data: Mapping[str, np.ndarray], *, task: Any = "classification",
+        optimizer: optax.GradientTransformation | Mapping[str, Any] | None = None, steps: int = 500,
+        batch_size: int = 64, eval_data: Mapping[str, np.ndarray] | None = None, procedure: Any = "backprop",
+        procedure_kwargs: Mapping[str, Any] | None = None, seed: int = 0, mesh=None, log_every: int = 0,
+        eval_batch_size: int | None = None, progress: bool = False) -> FitResult:
+  """Trains ``model`` on arrays in memory with the same trainer and loop as a config run (no checkpoints).
+
+  Args:
+    model: any Linen module the task can score.
+    train_data: ``{key: array [examples, ...]}``, keys as the task expects (``image``/``label``, ``x``/``y`` ...).
+    task: a task name from ``zoo.recipes.tasks.TASKS`` or a task object.
+    optimizer: an optax transformation, an optimizer config dict, or None for ``optax.adam(1e-3)``.
+    steps: training steps; batch_size: the global batch size (a multiple of the mesh's data shards).
+    eval_data: arrays to evaluate on at the end.
+    procedure: ``'backprop'``, ``'module.Class'`` under ``zoo.recipes``, or a class; built with
+      ``(model=, task=, optimizer=, **procedure_kwargs)``.
+    mesh: default: all devices, data parallel.
+    log_every: record training metrics every this many steps (0: only at the end).
+
+  Example::
+
+    result = fit(zoo.core.MLP(features=(64, 10)), {"x": x, "label": y}, task=Classification(input_key="x"))
+    logits = model.apply(result.variables, x)
+  """
+  if isinstance(task, str):
+    task = builders.make_task({"name": task})
+  if optimizer is None:
+    optimizer = optax.adam(1e-3)
+  elif isinstance(optimizer, Mapping):
+    optimizer = builders.make_optimizer(dict(optimizer), total_steps=steps)
+  if isinstance(procedure, str):
+    procedure = builders.resolve(builders.PROCEDURES.get(procedure, procedure), package="zoo.recipes",
+                                 kind="procedure")
+  proc = procedure(model=model, task=task, optimizer=optimizer, **dict(procedure_kwargs or {}))
+  mesh = sharding.make_mesh() if mesh is None else mesh
+  source = data_lib.ArraySource(train_data)
+  batches = data_lib.Batches(source, batch_size, seed=seed)
+  example = {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), sharding.device_dtype(v.dtype))
+             for k, v in source.arrays.items()}
+  trainer = Trainer(proc, mesh, example)
+  batches.rows = sharding.process_rows(batch_size, trainer.batch_sharding)
+  state = trainer.init(seed, trainer.put(batches(0), batch_size))
+  history: list[dict[str, float]] = []
+  state = run_loop(trainer, state, batches=batches, batch_size=batch_size, start=0, steps=steps,
+                   log_every=log_every or steps, history=history, progress=progress)
+  shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  eval_bs = eval_batch_size or -(-max(batch_size, 256) // shards) * shards
+  result = FitResult(state=state, variables=proc.variables(state), history=history, metrics={}, trainer=trainer,
+                     eval_batch_size=eval_bs)
+  if eval_data is not None:
+    result.metrics = result.evaluate(eval_data)
+  return result
+
+
+# ----------------------------------------------------------------------------------------------------------- CLI
+
+
+def main(argv) -> None:
+  del argv
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  f = flags.FLAGS
+  if f.jax_distributed or f.coordinator_address:
+    kwargs = {}
+    if f.coordinator_address:
+      kwargs = dict(coordinator_address=f.coordinator_address, num_processes=f.num_processes,
+                    process_id=f.process_id)
+    jax.distributed.initialize(**kwargs)
+  logging.getLogger("zoo").setLevel(logging.INFO)
+  train_and_evaluate(f.config, f.workdir)
+
+
+def _define_flags():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config_flags.DEFINE_config_file("config", None, "Path to a config file (recipes/configs/<name>.py).",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics; rerun with it to resume.")
+  flags.DEFINE_bool("jax_distributed", False, "Call jax.distributed.initialize() (multi-host, auto-detected).")
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for jax.distributed.")
+  flags.DEFINE_integer("num_processes", None, "Number of processes, for jax.distributed.")
+  flags.DEFINE_integer("process_id", None, "This process's index, for jax.distributed.")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
+if __name__ == "__main__":
+  from absl import app  # pylint: disable=g-import-not-at-top
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,26 @@
+"""Test setup: 8 simulated CPU devices (set before jax is imported), and a shared cache for generated datasets."""
+
+import os
+import tempfile
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("ZOO_DATA_DIR", os.path.join(tempfile.gettempdir(), "zoo-test-datasets"))
+
+import jax  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(scope="session")
+def single_device_mesh():
+  """A one-device mesh, for tests that train small models where 8-way data parallelism only adds overhead."""
+  from zoo.recipes import sharding  # pylint: disable=g-import-not-at-top
+  return sharding.make_mesh(devices=jax.devices()[:1])
+
+
+@pytest.fixture(scope="session")
+def digits():
+  """sklearn digits through the data layer: ``({'image': [n, 8, 8, 1], 'label': [n]}`` train, test)."""
+  from zoo.recipes import data  # pylint: disable=g-import-not-at-top
+  sources, _ = data.load("digits")
+  return sources["train"].arrays, sources["test"].arrays

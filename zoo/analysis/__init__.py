@@ -1,0 +1,1 @@
+"""Tools that inspect trained models (neural collapse, alignment, feature visualisation, verification)."""
