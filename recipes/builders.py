@@ -1,7 +1,7 @@
 """Builds the config's named pieces: the model, the task, the optimizer and the procedure.
 
 Names are resolved the big_vision way: a model is ``'family.Class'`` relative to ``zoo`` (``'hopfield.
-HopfieldClassifier'``), a task or procedure is a short name from a table or ``'module.Class'`` relative to
+HopfieldClassifier'``, see ``zoo.registry``), a task or procedure is a short name from a table or ``'module.Class'`` relative to
 ``zoo.recipes``. The remaining fields of the config block become keyword arguments, checked against the class's
 fields so that a typo is an error listing the valid names, not a silently ignored setting.
 """
@@ -11,16 +11,15 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-import pkgutil
 from typing import Any
 
 import flax.linen as nn
 import optax
 
-import zoo
+from zoo import registry
 from zoo.recipes import tasks as tasks_lib
 
-__all__ = ["make_model", "make_optimizer", "make_procedure", "make_task", "model_names", "resolve"]
+__all__ = ["make_model", "make_optimizer", "make_procedure", "make_task", "resolve"]
 
 
 def _to_dict(block) -> dict[str, Any]:
@@ -29,20 +28,6 @@ def _to_dict(block) -> dict[str, Any]:
   if hasattr(block, "to_dict"):
     return block.to_dict()
   return dict(block)
-
-
-def model_names() -> list[str]:
-  """Every public model a config can name: ``'family.Name'`` for each Linen module in a family's ``__all__``."""
-  names = []
-  for info in pkgutil.iter_modules(zoo.__path__):
-    if info.name.startswith("_") or info.ispkg or info.name == "layers":
-      continue
-    module = importlib.import_module(f"zoo.{info.name}")
-    for attr in getattr(module, "__all__", ()):
-      obj = getattr(module, attr, None)
-      if inspect.isclass(obj) and issubclass(obj, nn.Module):
-        names.append(f"{info.name}.{attr}")
-  return sorted(names)
 
 
 def resolve(name: str, *, package: str, table: dict[str, Any] | None = None, kind: str, valid=None):
@@ -85,11 +70,8 @@ def make_model(block) -> nn.Module:
   name = kwargs.pop("name", None)
   if not name:
     raise ValueError("config.model.name is required, e.g. 'hopfield.HopfieldClassifier'. Valid models: "
-                     + ", ".join(model_names()))
-  cls = resolve(name, package="zoo", kind="model", valid=model_names)
-  if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
-    raise ValueError(f"model {name!r} is not a Linen module. Valid models: {', '.join(model_names())}.")
-  return _construct(cls, kwargs, kind="model", name=name)
+                     + ", ".join(registry.model_names()))
+  return registry.build_model(name, **kwargs)
 
 
 def make_task(block):

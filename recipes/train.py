@@ -303,13 +303,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
            + ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump({"step": config.steps, "eval_split": config.data.eval_split, "metrics": results,
-                 "dataset": dataclasses.asdict(info), "config": config.to_dict()}, f, indent=2, default=str)
+                 "dataset": dataclasses.asdict(info), "config": config.to_dict(), "command": _command()}, f,
+                indent=2, default=str)
   return results
 
 
 def _eval_batch_size(config, trainer: Trainer) -> int:
   shards = trainer.mesh.shape["data"] * trainer.mesh.shape["fsdp"]
   return -(-config.data.eval_batch_size // shards) * shards  # round up to a multiple of the data shards
+
+
+def _command() -> str:
+  """How this process was started, for provenance (``results.json``, shipped checkpoints)."""
+  argv = list(sys.argv)
+  if argv and argv[0].endswith(os.path.join("recipes", "train.py")):
+    argv[0] = "python -m zoo.recipes.train"
+  return " ".join(argv)
 
 
 def _say(message: str) -> None:
