@@ -107,7 +107,7 @@ class Backprop:
     (total, (model_state, metrics)), grads = grad_fn(state.params, state.model_state, batch, rng)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "total_loss": total, "grad_norm": optax.global_norm(grads)}
+    metrics = {**metrics, "total_loss": total, "grad_norm": optax.tree.norm(grads)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state), metrics
 
   def variables(self, state: TrainState):

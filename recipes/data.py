@@ -299,17 +299,14 @@ def _prepared_tfds(entry: _Entry, data_dir: str | None):
   if not prepared:
     raise ValueError(f"TFDS dataset {name!r} is not prepared in {data_dir}, and this run does not download "
                      f"(offline machines would retry for minutes).\n{how}")
-  if str(builder.info.file_format).lower().find("array_record") < 0:
-    raise ValueError(f"TFDS dataset {name!r} in {data_dir} is prepared as {builder.info.file_format}, but zoo reads "
-                     f"array_record (random access, no TensorFlow).\n{how}")
-  return builder
+  return builder, how
 
 
 # ------------------------------------------------------------------------------------------------------ loading
 
 
-def load(name: str, *, data_dir: str | None = None, **kwargs) -> tuple[dict[str, Any], DatasetInfo]:
-  """Loads every split of dataset ``name``.
+def load(name: str, *, data_dir: str | None = None, splits=None, **kwargs) -> tuple[dict[str, Any], DatasetInfo]:
+  """Loads the ``splits`` (default: all) of dataset ``name``; ``kwargs`` go to a generated set's function.
 
   Returns:
     ``({split: source}, info)``; a source has ``len()`` and ``__getitems__(indices) -> {key: array [n, ...]}``.
@@ -317,14 +314,23 @@ def load(name: str, *, data_dir: str | None = None, **kwargs) -> tuple[dict[str,
   entry = _entry(name)
   if entry.kind == "generated":
     builder = _prepared_generated(name, entry, kwargs, data_dir)
-    preprocess = None
+    preprocess, how = None, ""
   else:
     if kwargs:
       raise ValueError(f"dataset {name!r} (TFDS) takes no keyword arguments; got {sorted(kwargs)}.")
-    builder = _prepared_tfds(entry, data_dir)
+    builder, how = _prepared_tfds(entry, data_dir)
     preprocess = entry.preprocess or _scale_uint8_images
-  sources = {split: _maybe_in_memory(_TFDSSource(builder.as_data_source(split=split), preprocess))
-             for split in builder.info.splits}
+  available = list(builder.info.splits)
+  splits = available if splits is None else [s for s in dict.fromkeys(splits) if s]
+  missing = [s for s in splits if available and s not in available]
+  if missing:
+    raise ValueError(f"dataset {name!r} has no split(s) {missing}; its splits: {available}.")
+  try:
+    sources = {split: _maybe_in_memory(_TFDSSource(builder.as_data_source(split=split), preprocess))
+               for split in splits}
+  except NotImplementedError as e:  # TFDS's answer for data prepared as tfrecord, which needs TensorFlow
+    raise ValueError(f"dataset {name!r} is not prepared as array_record (zoo reads by random access, without "
+                     f"TensorFlow): {e}\n{how}") from e
   info = _info(name, builder, sources)
   return sources, info
 
@@ -332,7 +338,8 @@ def load(name: str, *, data_dir: str | None = None, **kwargs) -> tuple[dict[str,
 def _info(name, builder, sources) -> DatasetInfo:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   metadata = dict(builder.info.metadata or {})
-  label = builder.info.features.get("label") if hasattr(builder.info.features, "get") else None
+  features = builder.info.features
+  label = features["label"] if "label" in getattr(features, "keys", lambda: ())() else None
   if isinstance(label, tfds.features.ClassLabel) and "num_classes" not in metadata:
     metadata["num_classes"] = label.num_classes
   first_split = next(iter(sources.values()))

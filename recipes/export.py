@@ -32,7 +32,8 @@ def export(workdir: str, name: str, out: str) -> str:
     results = json.load(f)
   config = train_lib.validate_config(_config_dict(results["config"]))
   # Rebuild the run's trainer to restore the state with its exact structure (optax state types included).
-  sources, _ = data_lib.load(config.data.name, data_dir=config.data.data_dir, **config.data.kwargs.to_dict())
+  sources, _ = data_lib.load(config.data.name, data_dir=config.data.data_dir, splits=[config.data.train_split],
+                             **config.data.kwargs.to_dict())
   model = builders.make_model(config.model)
   procedure = builders.make_procedure(
       config.procedure, model=model, task=builders.make_task(config.task),

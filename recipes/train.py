@@ -252,14 +252,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config = validate_config(config)
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh(config.mesh.to_dict())
-  sources, info = data_lib.load(config.data.name, data_dir=config.data.data_dir, **config.data.kwargs.to_dict())
-  if config.data.train_split not in sources:
-    raise ValueError(f"config.data.train_split {config.data.train_split!r} is not a split of "
-                     f"{config.data.name!r}; splits: {sorted(sources)}.")
+  sources, info = data_lib.load(config.data.name, data_dir=config.data.data_dir,
+                                splits=(config.data.train_split, config.data.eval_split),
+                                **config.data.kwargs.to_dict())
   eval_source = sources.get(config.data.eval_split) if config.data.eval_split else None
-  if config.data.eval_split and eval_source is None:
-    raise ValueError(f"config.data.eval_split {config.data.eval_split!r} is not a split of {config.data.name!r}; "
-                     f"splits: {sorted(sources)} (set it to '' to skip evaluation).")
 
   model = builders.make_model(config.model)
   task = builders.make_task(config.task)

@@ -3,7 +3,15 @@
 import os
 import tempfile
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+# The CPU collectives of 8 simulated devices wait for all 8 device threads; on a loaded 2-core machine some arrive
+# late, and XLA's default 40 s rendezvous timeout would abort the process. Generous timeouts keep tests
+# deterministic under load (subprocesses inherit them).
+os.environ["XLA_FLAGS"] = " ".join([
+    os.environ.get("XLA_FLAGS", ""),
+    "--xla_force_host_platform_device_count=8",
+    "--xla_cpu_collective_timeout_seconds=1800",
+    "--xla_cpu_collective_call_terminate_timeout_seconds=1800",
+]).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("ZOO_DATA_DIR", os.path.join(tempfile.gettempdir(), "zoo-test-datasets"))
 

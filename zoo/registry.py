@@ -58,10 +58,18 @@ def model_fields(cls) -> list[str]:
   return [f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")]
 
 
+def _tuples(value):
+  # Configs that went through JSON hold lists where the module declares tuples; modules must stay hashable.
+  if isinstance(value, (list, tuple)):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
 def build_model(name: str, **kwargs: Any) -> nn.Module:
   """The Linen module ``name`` (``'family.Class'``) built with ``kwargs``; unknown names/fields are errors."""
   cls = _resolve(name)
   fields = model_fields(cls)
+  kwargs = {k: _tuples(v) for k, v in kwargs.items()}
   unknown = sorted(set(kwargs) - set(fields))
   if unknown:
     raise ValueError(f"model {name!r} has no field(s) {', '.join(unknown)}. Valid fields: {', '.join(fields)}.")
