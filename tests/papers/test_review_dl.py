@@ -1,0 +1,156 @@
+"""Effect tests for "A Review of Deep Learning with Special Emphasis on Architectures, Applications and Recent
+Trends" (Sengupta et al., 2019, arXiv:1905.13294): the claims the review makes about the classic blocks, on small
+real (sklearn digits) or planted data, each against a baseline. All training goes through ``zoo.recipes.train.fit``.
+
+Measured on this machine (2 CPU cores; see the issue note for the seeds tried):
+
+(a) Copy-first-token after T distractors (8 symbols, chance 0.125), width 32, Adam 1e-2, 1000 steps of 64, T=25:
+    LSTM 0.999-1.0, GRU 1.0, Elman RNN 0.10-0.13 (seeds 0-2). The slow test repeats it at T=40 (width 64, 3000
+    steps), the PAPERS.md setting: LSTM 1.0 (it needs ~1800 steps there), GRU 1.0, Elman at chance.
+(b) Autoencoder anomaly detection, trained on normal data only:
+    (i) digits: trained on classes 0-4, held-out classes 5-9 of the test split are the anomalies. ROC-AUC of
+        ||x - x_hat||^2: AE (64-8-64) 0.971-0.984 over 4 seeds; PCA with 8 components 0.928; distance to the
+        mean normal image 0.536.
+    (ii) sensors (recipes/datasets/sensors.py, 8 channels on a curved 2-d surface, faults at test time): 2-d AE
+        0.865-0.880 over 4 seeds, 2-component PCA residual 0.717; on bias faults the AE reaches 0.98-0.99. PAPERS.md
+        expected >= 0.95 overall: that does not hold here, because early samples of a drift or of a stuck channel
+        differ from normal readings by less than the noise (per-type AUC: stuck ~0.77, drift ~0.89); what holds is
+        the large margin over the linear baseline and >= 0.95 on bias faults.
+(c) ConvNet (LeNet-style) on digits after 1500 steps: 0.973-0.991 test accuracy (seeds 0-2).
+Also the two autoencoder variants the review describes: the sparse AE's KL penalty drives the mean code activation
+to the target rho (0.052 vs 0.51 without it), and a denoising AE reconstructs masked digits ~30% better than a
+plain AE of the same size.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.metrics import roc_auc_score
+
+from zoo import core
+from zoo.recipes import fault_detection
+from zoo.recipes import tasks
+from zoo.recipes import train
+from zoo.recipes.datasets import sensors as sensors_lib
+from zoo.recipes.datasets import sequences
+
+NUM_SYMBOLS = 8
+
+
+def _copy_first_accuracy(model_cls, *, length, width, steps, mesh, seed=0):
+  gen = sequences.copy_first(length=length, num_symbols=NUM_SYMBOLS, num_distractors=8, n_train=10000,
+                             n_test=1000, seed=0)
+  model = model_cls(features=width, num_classes=NUM_SYMBOLS, vocab_size=gen.metadata["vocab_size"])
+  result = train.fit(model, gen.splits["train"], task=tasks.Classification(input_key="tokens"), steps=steps,
+                     batch_size=64, optimizer=optax.adam(1e-2), eval_data=gen.splits["test"], mesh=mesh, seed=seed)
+  return result.metrics["accuracy"]
+
+
+def _check_gating_beats_vanishing_gradients(length, width, steps, mesh, elman_max):
+  acc = {cls.__name__: _copy_first_accuracy(cls, length=length, width=width, steps=steps, mesh=mesh)
+         for cls in (core.LSTM, core.GRU, core.ElmanRNN)}
+  print(f"copy-first T={length}: test accuracy {acc} (chance {1 / NUM_SYMBOLS:.3f})")
+  assert acc["LSTM"] >= 0.9, acc
+  assert acc["GRU"] >= 0.9, acc
+  assert acc["ElmanRNN"] <= elman_max, acc
+
+
+def test_gated_rnns_remember_the_first_token_where_elman_forgets(single_device_mesh):
+  _check_gating_beats_vanishing_gradients(length=25, width=32, steps=1000, mesh=single_device_mesh, elman_max=0.3)
+
+
+@pytest.mark.slow
+def test_gated_rnns_remember_the_first_token_over_40_distractors(single_device_mesh):
+  _check_gating_beats_vanishing_gradients(length=40, width=64, steps=3000, mesh=single_device_mesh, elman_max=0.4)
+
+
+def _pca_residual(train_x, test_x, components):
+  flat = lambda x: x.reshape(len(x), -1)
+  pca = PCA(components).fit(flat(train_x))
+  return ((flat(test_x) - pca.inverse_transform(pca.transform(flat(test_x)))) ** 2).sum(1)
+
+
+def test_autoencoder_separates_held_out_digit_classes(digits, single_device_mesh):
+  train_split, test_split = digits
+  normal_classes = [0, 1, 2, 3, 4]
+  normal = train_split["image"][np.isin(train_split["label"], normal_classes)]
+  anomalous = (~np.isin(test_split["label"], normal_classes)).astype(int)
+  detector = fault_detection.train_ae_detector(
+      core.Autoencoder(latent=8, hidden=(64,), output_activation=nn.sigmoid), normal, input_key="image", steps=1000,
+      batch_size=64, optimizer=optax.adam(3e-3), mesh=single_device_mesh)
+  auc = roc_auc_score(anomalous, detector.scores(test_split["image"]))
+  auc_pca = roc_auc_score(anomalous, _pca_residual(normal, test_split["image"], 8))
+  mean_image = normal.reshape(len(normal), -1).mean(0)
+  auc_mean = roc_auc_score(anomalous, ((test_split["image"].reshape(len(anomalous), -1) - mean_image) ** 2).sum(1))
+  print(f"digits 0-4 normal, 5-9 anomalous: ROC-AUC AE {auc:.3f}, PCA(8) {auc_pca:.3f}, mean image {auc_mean:.3f}")
+  assert auc >= 0.94
+  assert auc >= auc_pca + 0.015
+  assert auc >= auc_mean + 0.3
+
+
+def test_autoencoder_detects_injected_sensor_faults_better_than_pca(single_device_mesh):
+  gen = sensors_lib.sensors(seed=0)
+  train_split, test_split = gen.splits["train"], gen.splits["test"]
+  detector = fault_detection.train_ae_detector(
+      core.Autoencoder(latent=2, hidden=(64, 64), activation=nn.tanh), train_split["x"], steps=1500, batch_size=64,
+      optimizer=optax.adam(3e-3), mesh=single_device_mesh)
+  scores = detector.scores(test_split["x"])
+  fault, kind = test_split["fault"], test_split["fault_type"]
+  auc = roc_auc_score(fault, scores)
+  pca_scores = _pca_residual(train_split["x"], test_split["x"], 2)
+  auc_pca = roc_auc_score(fault, pca_scores)
+  per_type = {}
+  for k, name in enumerate(sensors_lib.FAULT_TYPES[1:], start=1):
+    keep = (kind == 0) | (kind == k)
+    per_type[name] = (roc_auc_score(fault[keep], scores[keep]), roc_auc_score(fault[keep], pca_scores[keep]))
+  false_alarms = float(np.mean(scores[fault == 0] > detector.threshold))
+  recall = float(np.mean(scores[fault == 1] > detector.threshold))
+  print(f"sensor faults: ROC-AUC AE {auc:.3f}, PCA(2) residual {auc_pca:.3f}; per type (AE, PCA) "
+        + ", ".join(f"{n} ({a:.3f}, {p:.3f})" for n, (a, p) in per_type.items())
+        + f"; at the 99% threshold: false alarms {false_alarms:.3f}, detected {recall:.3f}")
+  assert auc >= 0.83
+  assert auc >= auc_pca + 0.1
+  assert per_type["bias"][0] >= 0.95
+  assert all(a > p for a, p in per_type.values())
+  assert false_alarms <= 0.03  # the threshold fitted on normal training data transfers to normal test data
+
+
+def test_convnet_reaches_high_accuracy_on_digits(digits, single_device_mesh):
+  train_split, test_split = digits
+  result = train.fit(core.ConvNet(num_classes=10), train_split, steps=1500, batch_size=64,
+                     optimizer=optax.adam(2e-3), eval_data=test_split, mesh=single_device_mesh)
+  print(f"ConvNet digits test accuracy {result.metrics['accuracy']:.4f}")
+  assert result.metrics["accuracy"] >= 0.965
+
+
+def test_sparse_autoencoder_drives_mean_activation_to_target(digits, single_device_mesh):
+  train_split, test_split = digits
+  mean_activation = {}
+  for weight in (0.0, 0.1):
+    model = core.SparseAutoencoder(latent=100, sparsity_target=0.05, sparsity_weight=weight,
+                                   output_activation=nn.sigmoid)
+    result = train.fit(model, {"image": train_split["image"]}, task=tasks.Reconstruction(input_key="image"),
+                       steps=600, batch_size=64, optimizer=optax.adam(3e-3), mesh=single_device_mesh)
+    codes = model.apply(result.variables, test_split["image"], method="encode")
+    mean_activation[weight] = float(jnp.mean(codes))
+  print(f"sparse AE mean code activation (target 0.05): {mean_activation}")
+  assert 0.03 <= mean_activation[0.1] <= 0.08
+  assert mean_activation[0.0] >= 0.3
+
+
+def test_denoising_autoencoder_repairs_corruption_better_than_plain(digits, single_device_mesh):
+  train_split, test_split = digits
+  clean = test_split["image"]
+  corrupted = core.DenoisingAutoencoder(latent=16, noise_level=0.25).corrupt(jnp.asarray(clean), jax.random.key(7))
+  error = {}
+  for name, cls in (("plain", core.Autoencoder), ("denoising", core.DenoisingAutoencoder)):
+    model = cls(latent=16, hidden=(64,), output_activation=nn.sigmoid)
+    result = train.fit(model, {"image": train_split["image"]}, task=tasks.Reconstruction(input_key="image"),
+                       steps=600, batch_size=64, optimizer=optax.adam(3e-3), mesh=single_device_mesh)
+    error[name] = float(jnp.mean((model.apply(result.variables, corrupted) - clean) ** 2))
+  print(f"MSE to the clean digit from 25%-masked input: {error}")
+  assert error["denoising"] <= 0.85 * error["plain"]
