@@ -36,6 +36,28 @@ Parts, in the order of DESIGN.md "Kernels":
   ``jax.lax.platform_dependent`` at lowering time, so one jitted function carries every path and exports for any
   platform.
 * :func:`reference`: plain ``jnp``, the source of truth, the test oracle and the fallback.
+
+Details and limits:
+
+* Softmax statistics and accumulators are float32 whatever the input dtype; the probabilities are cast to the
+  value dtype before the second matmul, as the reference casts its weights.
+* A fully masked row (no allowed key, e.g. the first rows of a causal mask when q_length > kv_length) ends the
+  forward kernel with a log-sum-exp at the float32 minimum; the wrapper replaces those rows by the mean of the
+  values (uniform attention, as the reference), and the backward kernels give them zero probability, so their
+  gradient flows only through that mean.
+* The bias gradient (an O(q_length * kv_length) write) is computed only when the bias is differentiated
+  (``custom_vjp(symbolic_zeros=True)`` tells the forward pass which inputs are perturbed).
+* Under a mesh (``jax.set_mesh``) the kernel runs per shard in a ``shard_map`` over the batch and head axes (see
+  `_mesh_split`); without a mesh context a sharded batch is gathered by XLA, which cannot split a kernel call.
+* First-order gradients only (the backward kernels have no derivative of their own), as jax's Pallas ops.
+  Dropout (``dropout_rate > 0``), mixed input dtypes, a traced ``scale``, head dims above 256 (GPU) / 512 (TPU) and
+  float16 on TPU use the reference under ``impl='auto'`` (logged) and raise under ``impl='pallas'``.
+* GPU: head dims are zero-padded to a power of two >= 16, lengths to the tile; TPU: head dims to a multiple of 128
+  (free on the 128-wide MXU), query lengths to a multiple of 16 and key lengths of 128.
+* Verified here: the numbers in the Pallas interpreter on CPU (both kernels, against `reference`) and the lowering
+  to Triton and Mosaic by ``jax.export`` for ``cuda`` and ``tpu``. Export does not run the Triton or Mosaic
+  compilers themselves (they need the device), and no GPU/TPU was available to this build: the default tiles
+  (see :meth:`BlockSizes.get_default`) are not tuned on hardware (benchmarks/attention.py measures them).
 """
 
 from __future__ import annotations
@@ -782,12 +804,17 @@ def _additive_bias(bias, mask, b: int, h: int, tq: int, tk: int):
 
 def kernel_unsupported_reason(query, key, value, *, bias=None, mask=None, scale=None, dropout_rate: float = 0.0,
                               backend: str = "gpu") -> str | None:
-  """Why the Pallas kernel does not apply to these inputs on ``backend`` (None when it does)."""
+  """Why the Pallas kernel does not apply to these inputs on ``backend`` (None when it does).
+
+  Any bias and mask the reference accepts are supported; they are arguments so that callers can ask about a
+  complete call.
+  """
+  del bias, mask
   if dropout_rate > 0.0:
     return "dropout on the attention weights is not implemented in the kernel"
-  dtypes = {jnp.dtype(x.dtype) for x in (query, key, value)}
+  dtypes = sorted({jnp.dtype(x.dtype).name for x in (query, key, value)})
   if len(dtypes) != 1 or jnp.dtype(query.dtype) not in [jnp.dtype(t) for t in _KERNEL_DTYPES]:
-    return f"the kernel needs query/key/value of one dtype among float32/bfloat16/float16; got {sorted(map(str, dtypes))}"
+    return f"the kernel needs query/key/value of one dtype among float32/bfloat16/float16; got {dtypes}"
   if backend == "tpu" and jnp.dtype(query.dtype) == jnp.float16:
     return "float16 is not a TPU matmul type (use bfloat16)"
   if _static_scale(scale, query.shape[-1]) is None:

@@ -196,22 +196,24 @@ def test_sharded_batch_runs_per_shard():
   mesh = sharding.make_mesh()
   assert mesh.size == 8
   q, k, v = _small(b=8)
-  kw = dict(mask=jnp.arange(24)[None, None, None, :] < jnp.array([24, 20, 16, 12, 24, 3, 0, 7])[:, None, None, None])
-  run = lambda q, k, v: attn.attention(q, k, v, is_causal=True, impl="pallas", block_sizes={"gpu": GPU_TILES}, **kw)
-  loss = lambda q, k, v: jnp.sum(run(q, k, v) ** 2)
+  bias = 0.5 * jax.random.normal(jax.random.key(7), (1, 2, 24, 24))  # shared by the batch: its gradient sums shards
+  mask = jnp.arange(24)[None, None, None, :] < jnp.array([24, 20, 16, 12, 24, 3, 0, 7])[:, None, None, None]
+  run = lambda q, k, v, bias: attn.attention(q, k, v, bias=bias, mask=mask, is_causal=True, impl="pallas",
+                                             block_sizes={"gpu": GPU_TILES})
+  loss = lambda q, k, v, bias: jnp.sum(run(q, k, v, bias) ** 2)
   batch = NamedSharding(mesh, P(("data", "fsdp")))
   qs, ks, vs = (jax.device_put(x, batch) for x in (q, k, v))
-  fwd, bwd = jax.jit(run), jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+  fwd, bwd = jax.jit(run), jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)))
   with jax.set_mesh(mesh):
-    out, grads = fwd(qs, ks, vs), bwd(qs, ks, vs)
-    hlo = fwd.lower(qs, ks, vs).compile().as_text() + bwd.lower(qs, ks, vs).compile().as_text()
+    out, grads = fwd(qs, ks, vs, bias), bwd(qs, ks, vs, bias)
+    hlo = fwd.lower(qs, ks, vs, bias).compile().as_text()
   assert "all-gather" not in hlo
   assert out.sharding.is_equivalent_to(batch, 4) and grads[0].sharding.is_equivalent_to(batch, 4)
-  ref = lambda q, k, v: attn.reference(q, k, v, is_causal=True, **kw)
-  np.testing.assert_allclose(out, ref(q, k, v), atol=2e-5)
-  ref_grads = jax.grad(lambda q, k, v: jnp.sum(ref(q, k, v) ** 2), argnums=(0, 1, 2))(q, k, v)
+  ref = lambda q, k, v, bias: attn.reference(q, k, v, bias=bias, mask=mask, is_causal=True)
+  np.testing.assert_allclose(out, ref(q, k, v, bias), atol=2e-5)
+  ref_grads = jax.grad(lambda *a: jnp.sum(ref(*a) ** 2), argnums=(0, 1, 2, 3))(q, k, v, bias)
   for g, r in zip(grads, ref_grads):
-    np.testing.assert_allclose(g, r, atol=1e-4)
+    np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-5)
 
 
 def test_integer_mask_reads_as_the_reference_does():
