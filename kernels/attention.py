@@ -49,9 +49,11 @@ Details and limits:
   (``custom_vjp(symbolic_zeros=True)`` tells the forward pass which inputs are perturbed).
 * Under a mesh (``jax.set_mesh``) the kernel runs per shard in a ``shard_map`` over the batch and head axes (see
   `_mesh_split`); without a mesh context a sharded batch is gathered by XLA, which cannot split a kernel call.
+* A traced ``scale`` (a learned inverse temperature, as Hopfield layers have) multiplies the queries before the
+  kernel, which then runs with scale 1; its gradient flows through that product.
 * First-order gradients only (the backward kernels have no derivative of their own), as jax's Pallas ops.
-  Dropout (``dropout_rate > 0``), mixed input dtypes, a traced ``scale``, head dims above 256 (GPU) / 512 (TPU) and
-  float16 on TPU use the reference under ``impl='auto'`` (logged) and raise under ``impl='pallas'``.
+  Dropout (``dropout_rate > 0``), mixed input dtypes, head dims above 256 (GPU) / 512 (TPU) and float16 on TPU
+  use the reference under ``impl='auto'`` (logged) and raise under ``impl='pallas'``.
 * GPU: head dims are zero-padded to a power of two >= 16, lengths to the tile; TPU: head dims to a multiple of 128
   (free on the 128-wide MXU), query lengths to a multiple of 16 and key lengths of 128.
 * Verified here: the numbers in the Pallas interpreter on CPU (both kernels, against `reference`) and the lowering
@@ -123,15 +125,19 @@ class BlockSizes:
         raise ValueError(f"BlockSizes: `{f}` must be a positive int; got {v!r}.")
 
   @classmethod
-  def get_default(cls, backend: str = "gpu") -> BlockSizes:
-    """Defaults per backend (``'gpu'``: Triton, ``'tpu'``: Mosaic TPU).
+  def get_default(cls, backend: str = "gpu", head_dim: int | None = None) -> BlockSizes:
+    """Defaults per backend (``'gpu'``: Triton, ``'tpu'``: Mosaic TPU) and, on GPU, head size.
 
     GPU: the forward tiles of jax's own Triton attention (``jax.experimental.pallas.ops.gpu.attention``, 128x128,
     4/8 warps, 2 stages); 64x64 tiles for the two backward kernels, which keep two float32 accumulators of
-    ``[block, head_dim]`` in registers. TPU: 128 everywhere, as jax's ``ops.tpu.flash_attention``. Neither set
-    has been tuned on hardware here (no accelerator was available to this build); see benchmarks/RESULTS.md.
+    ``[block, head_dim]`` in registers. Head dims above 128 halve the tiles, so that a 128x256 bfloat16 query
+    tile plus two double-buffered key/value tiles (320 KiB) does not overflow an H100's 228 KiB of shared
+    memory. TPU: 128 everywhere, as jax's ``ops.tpu.flash_attention``. Neither set has been tuned on hardware
+    here (no accelerator was available to this build); see benchmarks/RESULTS.md.
     """
     if backend == "gpu":
+      if head_dim is not None and head_dim > 128:
+        return cls(block_q=64, block_k=64, block_q_dkv=32, block_k_dkv=32, block_q_dq=32, block_k_dq=32)
       return cls(block_q=128, block_k=128, block_q_dkv=64, block_k_dkv=64, block_q_dq=64, block_k_dq=64)
     if backend == "tpu":
       return cls(block_q=128, block_k=128, block_q_dkv=128, block_k_dkv=128, block_q_dq=128, block_k_dq=128)
@@ -806,10 +812,10 @@ def kernel_unsupported_reason(query, key, value, *, bias=None, mask=None, scale=
                               backend: str = "gpu") -> str | None:
   """Why the Pallas kernel does not apply to these inputs on ``backend`` (None when it does).
 
-  Any bias and mask the reference accepts are supported; they are arguments so that callers can ask about a
+  Any bias, mask and scale the reference accepts are supported; they are arguments so that callers can ask about a
   complete call.
   """
-  del bias, mask
+  del bias, mask, scale  # a traced scale multiplies the queries before the kernel
   if dropout_rate > 0.0:
     return "dropout on the attention weights is not implemented in the kernel"
   dtypes = sorted({jnp.dtype(x.dtype).name for x in (query, key, value)})
@@ -817,8 +823,6 @@ def kernel_unsupported_reason(query, key, value, *, bias=None, mask=None, scale=
     return f"the kernel needs query/key/value of one dtype among float32/bfloat16/float16; got {dtypes}"
   if backend == "tpu" and jnp.dtype(query.dtype) == jnp.float16:
     return "float16 is not a TPU matmul type (use bfloat16)"
-  if _static_scale(scale, query.shape[-1]) is None:
-    return "`scale` is a traced value; the kernel needs a Python number"
   d, dv = query.shape[-1], value.shape[-1]
   if backend == "gpu" and max(d, dv) > 256:
     return f"head_dim {d} / value_dim {dv} above 256 does not fit the Triton kernel's registers"
@@ -849,8 +853,12 @@ def flash_attention(query, key, value, *, bias=None, mask=None, is_causal: bool 
     raise ValueError(f"flash_attention: {reason}; use attention(..., impl='xla') for these inputs.")
   b, tq, h, d = query.shape
   tk, hk, dv = key.shape[1], key.shape[2], value.shape[-1]
-  scale = _static_scale(scale, d)
-  bs = BlockSizes.get_default(backend) if block_sizes is None else block_sizes
+  static_scale = _static_scale(scale, d)
+  if static_scale is None:  # a traced scale (a learned inverse temperature): scale the queries, not the kernel
+    query = (query.astype(jnp.float32) * scale).astype(query.dtype)
+    static_scale = 1.0
+  scale = static_scale
+  bs = BlockSizes.get_default(backend, max(d, dv)) if block_sizes is None else block_sizes
   bias4 = _additive_bias(bias, mask, b, h, tq, tk)
 
   bq, bk = _block_pair(backend, bs.block_q, bs.block_k, tq, tk, ("block_q", "block_k"))

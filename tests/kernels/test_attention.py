@@ -216,6 +216,17 @@ def test_sharded_batch_runs_per_shard():
     np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-5)
 
 
+def test_traced_scale_and_its_gradient():
+  """A learned inverse temperature (Hopfield's beta) is a traced scale: the kernel scales the queries instead."""
+  q, k, v = _small()
+  loss = lambda impl: (lambda q, k, v, s: jnp.sum(attn.attention(
+      q, k, v, scale=s, is_causal=True, impl=impl, block_sizes={"gpu": GPU_TILES}) ** 2))
+  grads = jax.jit(jax.grad(loss("pallas"), argnums=(0, 1, 2, 3)))(q, k, v, 0.7)
+  ref_grads = jax.grad(loss("xla"), argnums=(0, 1, 2, 3))(q, k, v, 0.7)
+  for g, r in zip(grads, ref_grads):
+    np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-5)
+
+
 def test_integer_mask_reads_as_the_reference_does():
   q, k, v = _small()
   mask = (jnp.arange(24)[:, None] % 3 != 0).astype(jnp.int32)
@@ -293,6 +304,7 @@ LOWERING = [
     (2, 300, 177, 4, 1, 64, jnp.float32, False, (1, 4, 300, 177), (2, 1, 1, 177)),
     (2, 129, 1000, 2, 2, 32, jnp.bfloat16, True, None, (2, 1, 129, 1000)),
     (1, 512, 512, 2, 2, 80, jnp.bfloat16, False, (2, 512, 512), None),
+    (1, 1024, 1024, 2, 2, 256, jnp.bfloat16, True, None, None),
 ]
 
 
