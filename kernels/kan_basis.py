@@ -39,7 +39,7 @@ af            AF-KAN: f(a(x - s_k), a(e_k - x)), f in quad1/quad2/sum/prod/sum_p
               cubic1/cubic2, a an activation (silu, gelu, selu, relu, ...)
 rbf           Gaussian exp(-((x - c_k) / h)^2), h = (c_last - c_0) / (K - 1)               K
 wavelet       Mexican hat (Ricker) psi((x - c_k) / h), h as for rbf                        K
-fourier       cos(j x), sin(j x), j = 1..K/2                                               0
+fourier       cos(j w x), sin(j w x), j = 1..K/2 (w = ``frequency``, default 1)                0
 chebyshev     T_k(tanh x), k = 0..K-1                                                      0
 ============  ==========================================================================  =====================
 
@@ -142,12 +142,14 @@ class Basis:
     order: the spline order (bspline, relu, af).
     activation: AF-KAN's activation (a key of :data:`ACTIVATIONS`).
     func: AF-KAN's function type (a key of :data:`AF_FUNCS`).
+    frequency: the Fourier basis's fundamental frequency w: cos(j w x), sin(j w x).
   """
   kind: str
   size: int
   order: int = 0
   activation: str = "silu"
   func: str = "quad1"
+  frequency: float = 1.0
 
   def __post_init__(self):
     if self.kind not in _KINDS:
@@ -192,9 +194,9 @@ class Basis:
     return cls("wavelet", num_centers)
 
   @classmethod
-  def fourier(cls, grid_size: int = 5) -> Basis:
-    """cos(jx), sin(jx) for j = 1..grid_size (FourierKAN, Fourier-KArAt); K = 2 * grid_size."""
-    return cls("fourier", 2 * grid_size)
+  def fourier(cls, grid_size: int = 5, frequency: float = 1.0) -> Basis:
+    """cos(j w x), sin(j w x) for j = 1..grid_size (FourierKAN and Fourier-KArAt use w = 1); K = 2 * grid_size."""
+    return cls("fourier", 2 * grid_size, frequency=float(frequency))
 
   @classmethod
   def chebyshev(cls, degree: int = 4) -> Basis:
@@ -302,8 +304,9 @@ def _evaluate(x, knot: Callable[[int], jax.Array], basis: tuple[Basis, ...]) -> 
           out.append((2.0 / (math.sqrt(3.0) * math.pi ** 0.25)) * (1.0 - u2) * jnp.exp(-0.5 * u2))
     elif b.kind == "fourier":
       g = b.size // 2
-      out += [jnp.cos(float(j) * x) for j in range(1, g + 1)]
-      out += [jnp.sin(float(j) * x) for j in range(1, g + 1)]
+      w = b.frequency
+      out += [jnp.cos((j * w) * x) for j in range(1, g + 1)]
+      out += [jnp.sin((j * w) * x) for j in range(1, g + 1)]
     elif b.kind == "chebyshev":
       t = jnp.tanh(x)
       cheb = [jnp.ones_like(x), t]

@@ -1,0 +1,768 @@
+"""Kolmogorov-Arnold networks: B-spline KAN, ReLU-KAN, AF-KAN, S-KAN / S-ConvKAN and KArAt, all through one kernel.
+
+Every layer here evaluates its basis and contracts it with its coefficients through the one entry point
+:func:`zoo.kernels.kan_basis.kan` (the fused Pallas kernel on GPU/TPU, the XLA reference elsewhere; ``impl`` picks),
+so the ``[batch, in, num_basis]`` tensor is never written to memory on an accelerator.
+
+Papers:
+
+* "KAN: Kolmogorov-Arnold Networks", Liu et al., 2024 (arXiv 2404.19756), in the efficient-kan form
+  (github.com/Blealtan/efficient-kan): :class:`KANLinear`, :class:`KAN`, :func:`update_grid`.
+* "ReLU-KAN: New Kolmogorov-Arnold Networks that Only Need Matrix Addition, Dot Multiplication, and ReLU", Qiu et
+  al., 2024 (arXiv 2406.02075): :class:`ReLUKANLayer`, :class:`ReLUKAN`.
+* "AF-KAN: Activation Function-Based Kolmogorov-Arnold Networks for Efficient Representation Learning", Ta & Tran,
+  2025 (arXiv 2503.06112): :class:`AFKANLayer`, :class:`AFKAN`.
+* "Activation Space Selectable Kolmogorov-Arnold Networks", Yang et al., 2024 (arXiv 2408.08338):
+  :class:`SelectableKANLayer`, :class:`SKAN`, :class:`SelectableKANConv`, :class:`SConvKAN` (the three-phase
+  schedule is ``zoo.recipes.skan``).
+* "Kolmogorov-Arnold Attention: Is Learnable Attention Better For Vision Transformers?", Maity et al., 2025 (arXiv
+  2503.10632): :class:`KArAtAttention`, :func:`karat_attention`, :class:`KArAtViT` (on ``zoo.transformer.ViT``).
+
+Public names (``b`` batch, ``i`` input features, ``o`` output features):
+
+* :class:`KANLinear` ``x [..., i] -> [..., o]``: ``silu(x) W_base + spline(x)``, spline = B-splines of order
+  ``spline_order`` on ``grid_size`` intervals with coefficients ``spline_weight * spline_scaler``; the grid is the
+  ``'grid'`` variable collection (updated from data by :func:`update_grid`).
+* :class:`KAN` ``x [b, ...] -> [b, o]``: a stack of :class:`KANLinear` (inputs flattened after the batch axis).
+* :func:`update_grid` ``(model, variables, x, grid_size=None) -> (model, variables)``: efficient-kan's grid update
+  from data (adaptive quantile grid mixed with a uniform one by ``grid_eps``) and, with a larger ``grid_size``,
+  pykan's grid extension; the coefficients are refitted by least squares to the splines they replace.
+* :class:`ReLUKANLayer` / :class:`ReLUKAN`: ReLU-KAN's basis, coefficients and a bias (its convolution is a dense
+  contraction over ``[i, G + k]``).
+* :class:`AFKANLayer` / :class:`AFKAN`: AF-KAN's basis ``f(a(x - s_k), a(e_k - x))``, min-max normalised, reduced per
+  input over the basis axis by global attention or by a linear map, then LayerNorm, ``a``, and ``Linear(i -> o)``.
+* :class:`SelectableKANLayer` ``x [..., i] -> [..., o]`` / :class:`SKAN`: every input node mixes the candidate
+  activation spaces (:data:`SPACES`) with ``softmax`` of its selection logits over the spaces its mask keeps.
+* :class:`SelectableKANConv` ``x [b, H, W, C] -> [b, H', W', o]`` / :class:`SConvKAN`: the selectable KAN layer on
+  ``jax.lax.conv_general_dilated_patches`` patches.
+* :func:`selection_probabilities` ``(variables) -> {layer path: [i, spaces]}``: the S-KAN mixing weights.
+* :class:`KArAtAttention`: an ``attention_fn`` for ``zoo.transformer.MultiHeadAttention`` that replaces the row
+  softmax by a learnable Fourier KAN operator (low rank: ``R^N -> R^r`` through the kernel, projected back to
+  ``R^N``, rows L1-normalised). :class:`KArAtViT` ``image [b, H, W, C] -> [b, classes]``: ``zoo.transformer.ViT`` with
+  KArAt (blockwise or universal) or softmax attention.
+
+Deviations and choices (also in the report of the issue that added this file):
+
+* Grids are buffers (not trained) on every path, as in efficient-kan; ReLU-KAN's and AF-KAN's optionally trainable
+  phases ``s_k, e_k`` are therefore fixed.
+* :func:`update_grid` refits the *unscaled* spline weights (pykan's convention). efficient-kan refits the scaled
+  spline into ``spline_weight`` and then multiplies by ``spline_scaler`` again, which changes the function; here the
+  layer's function is preserved up to the least-squares error.
+* AF-KAN: the reference code normalises the basis tensor of the whole batch (L2 over every entry, then min-max);
+  the L2 step cancels in the min-max, so only the min-max is computed. It couples the examples of a batch (as in the
+  paper's code); ``func_norm=False`` turns it off. The local/self/multi-head attention reductions of the code base
+  (marked slow there) are not implemented; ``global_attn`` (the paper's default) and ``multistep`` are.
+* S-KAN: selection is per *input node* (the data at a node takes one activation space toward every output), logits
+  ``[i, spaces]``. Each space takes the form of its reference KAN: B-spline as efficient-KAN, RBF as FastKAN and
+  wavelet as Wav-KAN (each with a ``silu`` base branch), Chebyshev of ``tanh(x)`` as ChebyKAN and Fourier as
+  FourierKAN (no base branch; harmonics of the grid interval). The wavelet space is a Mexican-hat frame at fixed
+  translations with learned coefficients (Wav-KAN learns a scale and translation per edge, which is not a linear
+  basis and cannot share the fused kernel).
+  Pruning keeps the selected space by masking: the kernel still evaluates every space.
+* KArAt: the paper's code was not public when this was written. Φ is per head (blockwise: per layer and head;
+  universal: one set of per-head operators shared by every layer); Fourier coefficients are initialised as
+  FourierKAN's (``N(0, 1/(N G))``), the projection ``R^r -> R^N`` is learned, and rows are L1-normalised (sign kept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zoo import layers
+from zoo import transformer
+from zoo.kernels import kan_basis
+
+__all__ = ["AFKAN", "AFKANLayer", "KAN", "KANLinear", "KArAtAttention", "KArAtViT", "ReLUKAN", "ReLUKANLayer",
+           "SConvKAN", "SKAN", "SPACES", "SelectableKANConv", "SelectableKANLayer", "karat_attention",
+           "selection_probabilities", "space_basis", "update_grid"]
+
+Array = jax.Array
+Basis = kan_basis.Basis
+
+SPACES = ("bspline", "chebyshev", "fourier", "rbf", "wavelet")
+"""S-KAN's candidate activation spaces, in the order of the selection logits."""
+
+# The spaces whose reference implementations add a ``silu(x) W`` branch: efficient-KAN (B-spline), FastKAN (RBF),
+# Wav-KAN (wavelet). ChebyKAN and FourierKAN have none.
+_SPACES_WITH_BASE = ("bspline", "rbf", "wavelet")
+
+
+def _kaiming_uniform(a: float):
+  """torch's ``kaiming_uniform_(w, a)`` for a weight whose fan-in is ``shape[-2]`` (``[..., in, out]`` layout)."""
+  def init(rng, shape, dtype=jnp.float32):
+    fan_in = shape[-2]
+    bound = math.sqrt(2.0 / (1.0 + a * a)) * math.sqrt(3.0 / fan_in)
+    return jax.random.uniform(rng, shape, dtype, -bound, bound)
+  return init
+
+
+def _uniform(bound: float):
+  def init(rng, shape, dtype=jnp.float32):
+    return jax.random.uniform(rng, shape, dtype, -bound, bound)
+  return init
+
+
+def _flatten(x: Array) -> Array:
+  return x.reshape(x.shape[0], -1) if x.ndim > 2 else x
+
+
+def _lstsq_per_input(vals: Array, target: Array) -> Array:
+  """Least-squares coefficients per input: ``vals [b, i, K]``, ``target [b, i, o]`` -> ``[K, i, o]``."""
+  sol = jax.vmap(lambda a, y: jnp.linalg.lstsq(a, y)[0], in_axes=(1, 1), out_axes=1)(vals, target)
+  return sol
+
+
+# ------------------------------------------------------------------------------------------------- B-spline KAN
+
+
+class KANLinear(nn.Module):
+  """One KAN layer in efficient-kan's form: ``y = silu(x) W_base + sum_k B_k(x) (spline_weight * spline_scaler)``.
+
+  Attributes:
+    features: output width o.
+    grid_size: G, intervals of the spline grid on ``grid_range``.
+    spline_order: k (3: cubic); the grid is extended by k knots on each side (K = G + k basis functions).
+    grid_range: the initial grid's interval.
+    scale_noise: spread of the random initial splines (least-squares fit of uniform noise at the grid points).
+    scale_base: scales the ``kaiming_uniform`` init of ``W_base``.
+    scale_spline: scales the init of ``spline_scaler`` (or of the spline weights when not standalone).
+    standalone_scale_spline: learn a separate ``spline_scaler [i, o]``.
+    impl: ``'auto' | 'pallas' | 'xla'`` for :func:`zoo.kernels.kan_basis.kan`.
+
+  Variables: ``params``: ``base_weight [i, o]``, ``spline_weight [K, i, o]``, ``spline_scaler [i, o]``;
+  ``grid``: ``grid [i, G + 2k + 1]`` knots per input.
+  """
+  features: int
+  grid_size: int = 5
+  spline_order: int = 3
+  grid_range: Sequence[float] = (-1.0, 1.0)
+  scale_noise: float = 0.1
+  scale_base: float = 1.0
+  scale_spline: float = 1.0
+  standalone_scale_spline: bool = True
+  impl: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @property
+  def basis(self) -> Basis:
+    return Basis.bspline(self.grid_size, self.spline_order)
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """``x [..., i] -> [..., features]``."""
+    where = type(self).__name__
+    layers.check_shape(x, "x", "... features", where=where, dtype="floating")
+    if self.grid_size < 1 or self.spline_order < 0:
+      raise ValueError(f"{where}: need grid_size >= 1 and spline_order >= 0; got {self.grid_size}, "
+                       f"{self.spline_order}.")
+    n_in, basis = x.shape[-1], self.basis
+    lo, hi = self.grid_range
+    grid = self.variable("grid", "grid", lambda: kan_basis.make_grid(basis, n_in, lo, hi)).value
+
+    def spline_init(rng, shape, dtype=jnp.float32):
+      g, k = self.grid_size, self.spline_order
+      points = grid[:, k:k + g + 1].T                                              # [G + 1, i] grid points
+      noise = (jax.random.uniform(rng, (g + 1, n_in, self.features)) - 0.5) * self.scale_noise / g
+      coef = _lstsq_per_input(kan_basis.basis_values(points, grid, basis), noise)
+      scale = 1.0 if self.standalone_scale_spline else self.scale_spline
+      return (coef * scale).astype(dtype)
+
+    base_weight = self.param("base_weight", layers.partitioned(_kaiming_uniform(math.sqrt(5) * self.scale_base),
+                                                                ("embed", "mlp")), (n_in, self.features),
+                             self.param_dtype)
+    coef = self.param("spline_weight", layers.partitioned(spline_init, (None, "embed", "mlp")),
+                      (basis.size, n_in, self.features), self.param_dtype)
+    if self.standalone_scale_spline:
+      scaler = self.param("spline_scaler", layers.partitioned(_kaiming_uniform(math.sqrt(5) * self.scale_spline),
+                                                               ("embed", "mlp")), (n_in, self.features),
+                          self.param_dtype)
+      coef = coef * scaler[None]
+    dtype = self.dtype or x.dtype
+    return kan_basis.kan(x.astype(dtype), coef.astype(dtype), basis=basis, grid=grid,
+                         base_weight=base_weight.astype(dtype), impl=self.impl)
+
+
+class KAN(nn.Module):
+  """A stack of :class:`KANLinear` layers (a ``[i, *features]`` KAN); inputs ``[b, ...]`` are flattened to ``[b, i]``.
+
+  Attributes:
+    features: widths after the input, e.g. ``(5, 1)`` for pykan's ``[2, 5, 1]``.
+    Others: as :class:`KANLinear`, shared by every layer.
+  """
+  features: Sequence[int]
+  grid_size: int = 5
+  spline_order: int = 3
+  grid_range: Sequence[float] = (-1.0, 1.0)
+  scale_noise: float = 0.1
+  scale_base: float = 1.0
+  scale_spline: float = 1.0
+  standalone_scale_spline: bool = True
+  impl: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  def _layer_kwargs(self) -> dict[str, Any]:
+    return dict(grid_size=self.grid_size, spline_order=self.spline_order, grid_range=tuple(self.grid_range),
+                scale_noise=self.scale_noise, scale_base=self.scale_base, scale_spline=self.scale_spline,
+                standalone_scale_spline=self.standalone_scale_spline, impl=self.impl, dtype=self.dtype,
+                param_dtype=self.param_dtype)
+
+  def layer(self, index: int) -> KANLinear:
+    """An unbound copy of layer ``index`` (its variables are ``params/layers_<index>`` and ``grid/layers_<index>``)."""
+    return KANLinear(self.features[index], parent=None, **self._layer_kwargs())
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """``x [b, ...] -> [b, features[-1]]``."""
+    layers.check_shape(x, "x", "batch ...", where=type(self).__name__, dtype="floating")
+    if not self.features:
+      raise ValueError("KAN: `features` must name at least one layer width.")
+    h = _flatten(x)
+    for l in range(len(self.features)):
+      h = KANLinear(self.features[l], name=f"layers_{l}", **self._layer_kwargs())(h)
+    return h
+
+
+def _updated_layer(layer: KANLinear, variables, h: Array, grid_size: int, grid_eps: float, margin: float):
+  """New ``(layer, variables)`` for one KANLinear whose input samples are ``h [b, i]``."""
+  params, grid = variables["params"], variables["grid"]["grid"]
+  old = layer.basis
+  target = jnp.einsum("bik,kio->bio", kan_basis.basis_values(h, grid, old), params["spline_weight"])
+  k = layer.spline_order
+  xs = jnp.sort(h.astype(jnp.float32), axis=0)
+  n = xs.shape[0]
+  adaptive = xs[np.linspace(0, n - 1, grid_size + 1).astype(np.int64)]            # [G' + 1, i] data quantiles
+  step = (xs[-1] - xs[0] + 2 * margin) / grid_size
+  uniform = jnp.arange(grid_size + 1, dtype=jnp.float32)[:, None] * step + xs[0] - margin
+  g = grid_eps * uniform + (1 - grid_eps) * adaptive
+  ext = jnp.arange(1, k + 1, dtype=jnp.float32)[:, None] * step
+  g = jnp.concatenate([g[:1] - ext[::-1], g, g[-1:] + ext], axis=0).T              # [i, G' + 2k + 1]
+  new_layer = layer.clone(grid_size=grid_size)
+  vals = kan_basis.basis_values(h, g, new_layer.basis)
+  coef = _lstsq_per_input(vals, target).astype(params["spline_weight"].dtype)
+  new_params = {**params, "spline_weight": coef}
+  return new_layer, {"params": new_params, "grid": {"grid": g.astype(grid.dtype)}}
+
+
+def update_grid(model: KAN | KANLinear, variables, x: Array, *, grid_size: int | None = None, grid_eps: float = 0.02,
+                margin: float = 0.01):
+  """Grid update from data (efficient-kan) and grid extension (pykan), layer by layer.
+
+  Each layer's new knots mix the quantiles of its input samples with a uniform grid over their range
+  (``grid_eps`` of uniform), extended by ``spline_order`` knots each side; its spline weights are refitted by least
+  squares so the layer computes (nearly) the same function on the samples. With ``grid_size`` larger than the
+  model's, the grid is also refined (the result is a new module with that ``grid_size``).
+
+  Args:
+    model: a :class:`KAN` or :class:`KANLinear`.
+    variables: its variables (``{'params': ..., 'grid': ...}``, boxed or not).
+    x: input samples ``[b, ...]`` (the model's input); a few hundred suffice.
+    grid_size: the new number of intervals (default: keep).
+
+  Returns:
+    ``(model, variables)``: the (possibly re-sized) module and its new, unboxed variables.
+  """
+  variables = flax.core.unfreeze(nn.unbox(variables))
+  size = model.grid_size if grid_size is None else int(grid_size)
+  if isinstance(model, KANLinear):
+    h = x.reshape(-1, x.shape[-1])
+    return _updated_layer(model, variables, h, size, grid_eps, margin)
+  if not isinstance(model, KAN):
+    raise TypeError(f"update_grid: `model` must be a KAN or KANLinear; got {type(model).__name__}.")
+  h = _flatten(x)
+  params, grids = dict(variables["params"]), dict(variables["grid"])
+  for l in range(len(model.features)):
+    name = f"layers_{l}"
+    layer_vars = {"params": params[name], "grid": grids[name]}
+    new_layer, new_vars = _updated_layer(model.layer(l), layer_vars, h, size, grid_eps, margin)
+    params[name], grids[name] = new_vars["params"], new_vars["grid"]
+    h = new_layer.apply(new_vars, h)
+  new_model = model.clone(grid_size=size)
+  return new_model, {**variables, "params": params, "grid": grids}
+
+
+# ------------------------------------------------------------------------------------------------------ ReLU-KAN
+
+
+class ReLUKANLayer(nn.Module):
+  """ReLU-KAN layer: ``y_o = sum_{i,k} w[k, i, o] R_k(x_i) + b_o``, ``R_k = [relu(e_k - x) relu(x - s_k)]^2 16/(e_k -
+  s_k)^4``, ``s_k = (k - order)/G``, ``e_k = s_k + (order + 1)/G`` mapped onto ``grid_range``.
+
+  Attributes:
+    features: o. grid_size: G. order: k (K = G + k basis functions). grid_range: the paper's ``(0, 1)``.
+    use_bias: the bias of ReLU-KAN's convolution.
+  """
+  features: int
+  grid_size: int = 5
+  order: int = 3
+  grid_range: Sequence[float] = (0.0, 1.0)
+  use_bias: bool = True
+  impl: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """``x [..., i] -> [..., features]``."""
+    layers.check_shape(x, "x", "... features", where=type(self).__name__, dtype="floating")
+    n_in = x.shape[-1]
+    basis = Basis.relu(self.grid_size, self.order)
+    grid = kan_basis.make_grid(basis, n_in, *self.grid_range)
+    fan_in = n_in * basis.size    # torch Conv2d default init over the [K, i] kernel
+    coef = self.param("coef", layers.partitioned(_uniform(1 / math.sqrt(fan_in)), (None, "embed", "mlp")),
+                      (basis.size, n_in, self.features), self.param_dtype)
+    dtype = self.dtype or x.dtype
+    y = kan_basis.kan(x.astype(dtype), coef.astype(dtype), basis=basis, grid=grid, impl=self.impl)
+    if self.use_bias:
+      bias = self.param("bias", layers.partitioned(_uniform(1 / math.sqrt(fan_in)), ("mlp",)), (self.features,),
+                        self.param_dtype)
+      y = y + bias.astype(y.dtype)
+    return y
+
+
+class ReLUKAN(nn.Module):
+  """A stack of :class:`ReLUKANLayer`; inputs ``[b, ...]`` flattened. ``features``: widths after the input."""
+  features: Sequence[int]
+  grid_size: int = 5
+  order: int = 3
+  grid_range: Sequence[float] = (0.0, 1.0)
+  impl: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """``x [b, ...] -> [b, features[-1]]``."""
+    layers.check_shape(x, "x", "batch ...", where=type(self).__name__, dtype="floating")
+    h = _flatten(x)
+    for l, width in enumerate(self.features):
+      h = ReLUKANLayer(width, self.grid_size, self.order, tuple(self.grid_range), impl=self.impl, dtype=self.dtype,
+                       param_dtype=self.param_dtype, name=f"layers_{l}")(h)
+    return h
+
+
+# -------------------------------------------------------------------------------------------------------- AF-KAN
+
+
+class AFKANLayer(nn.Module):
+  """AF-KAN layer (Ta & Tran, 2025).
+
+  ``f_k(x_i) = func(a(x_i - s_k), a(e_k - x_i))`` on ReLU-KAN's phases, min-max normalised over the batch's basis
+  tensor (``func_norm``), reduced over k per input by
+
+  * ``'global_attn'``: ``score_i = sum_k w_k f_k + c``, ``alpha = softmax_i(score / max(T, 1))`` (T learned, initially
+    ``sqrt(i)``), ``h_i = alpha_i sum_k f_k``;
+  * ``'multistep'``: ``h_i = sum_k w_k f_k + c``;
+
+  then ``y = a(LayerNorm(h)) W`` with ``W [i, o]`` (no bias). Parameters: ``i o + K + 2 + 2 i``, close to an MLP
+  layer's ``i o + o``. The two sums over k go through the kernel's depthwise form.
+
+  Attributes:
+    features: o. grid_size: G. order: k. activation: a (key of ``kan_basis.ACTIVATIONS``). func: the function type
+    (key of ``kan_basis.AF_FUNCS``). method: ``'global_attn'`` or ``'multistep'``. norm: ``'layer'`` or ``'none'``.
+    func_norm: min-max normalise the basis tensor. grid_range: ``(0, 1)`` as the paper's phases.
+  """
+  features: int
+  grid_size: int = 5
+  order: int = 3
+  activation: str = "silu"
+  func: str = "quad1"
+  method: str = "global_attn"
+  norm: str = "layer"
+  func_norm: bool = True
+  grid_range: Sequence[float] = (0.0, 1.0)
+  impl: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """``x [b, i] -> [b, features]``."""
+    where = type(self).__name__
+    layers.check_shape(x, "x", "batch features", where=where, dtype="floating")
+    if self.method not in ("global_attn", "multistep"):
+      raise ValueError(f"{where}: `method` must be 'global_attn' or 'multistep'; got {self.method!r}.")
+    if self.norm not in ("layer", "none"):
+      raise ValueError(f"{where}: `norm` must be 'layer' or 'none'; got {self.norm!r}.")
+    n_in = x.shape[-1]
+    basis = Basis.af(self.grid_size, self.order, self.activation, self.func)
+    k = basis.size
+    grid = kan_basis.make_grid(basis, n_in, *self.grid_range)
+    w = self.param("reduce_kernel", _uniform(1 / math.sqrt(k)), (k,), self.param_dtype)
+    c = self.param("reduce_bias", _uniform(1 / math.sqrt(k)), (), self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    fn = functools.partial(kan_basis.kan, basis=basis, grid=grid, impl=self.impl)
+    s_w = fn(x32, jnp.broadcast_to(w[:, None], (k, n_in)))                    # sum_k w_k f_k   [b, i]
+    if self.func_norm:
+      values = kan_basis.basis_values(x32, grid, basis)
+      lo, hi = jnp.min(values), jnp.max(values)
+      scale = 1.0 / jnp.maximum(hi - lo, 1e-12)
+    else:
+      lo, scale = jnp.zeros(()), jnp.ones(())
+    score = (s_w - lo * jnp.sum(w)) * scale + c
+    if self.method == "global_attn":
+      s_1 = fn(x32, jnp.ones((k, n_in), jnp.float32))                          # sum_k f_k
+      temperature = self.param("temperature", nn.initializers.constant(math.sqrt(n_in)), (), self.param_dtype)
+      alpha = jax.nn.softmax(score / jnp.maximum(temperature, 1.0), axis=-1)
+      h = alpha * (s_1 - k * lo) * scale
+    else:
+      h = score
+    if self.norm == "layer":
+      h = layers.layer_norm(name="norm")(h)
+    h = kan_basis.ACTIVATIONS[self.activation](h)
+    dtype = self.dtype or x.dtype
+    return layers.dense(self.features, use_bias=False, kernel_init=_kaiming_uniform(math.sqrt(5)), dtype=dtype,
+                        param_dtype=self.param_dtype, name="linear")(h.astype(dtype))
+
+
+class AFKAN(nn.Module):
+  """A stack of :class:`AFKANLayer`; inputs ``[b, ...]`` flattened. ``features``: widths after the input."""
+  features: Sequence[int]
+  grid_size: int = 5
+  order: int = 3
+  activation: str = "silu"
+  func: str = "quad1"
+  method: str = "global_attn"
+  norm: str = "layer"
+  func_norm: bool = True
+  grid_range: Sequence[float] = (0.0, 1.0)
+  impl: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """``x [b, ...] -> [b, features[-1]]``."""
+    layers.check_shape(x, "x", "batch ...", where=type(self).__name__, dtype="floating")
+    h = _flatten(x)
+    for l, width in enumerate(self.features):
+      h = AFKANLayer(width, self.grid_size, self.order, self.activation, self.func, self.method, self.norm,
+                     self.func_norm, tuple(self.grid_range), impl=self.impl, dtype=self.dtype,
+                     param_dtype=self.param_dtype, name=f"layers_{l}")(h)
+    return h
+
+
+# --------------------------------------------------------------------------------------------------------- S-KAN
+
+
+def space_basis(space: str, grid_size: int = 5, spline_order: int = 3,
+                grid_range: Sequence[float] = (-1.0, 1.0)) -> Basis:
+  """The basis of one S-KAN activation space with about ``grid_size + spline_order`` functions.
+
+  The Fourier space is the harmonic series of the grid interval (fundamental ``2 pi / (hi - lo)``, so ``pi`` on
+  ``[-1, 1]``); the others as in the module docstring.
+  """
+  if space == "bspline":
+    return Basis.bspline(grid_size, spline_order)
+  if space == "chebyshev":
+    return Basis.chebyshev(grid_size + spline_order - 1)
+  if space == "fourier":
+    lo, hi = grid_range
+    return Basis.fourier(max(1, (grid_size + spline_order) // 2), frequency=2 * math.pi / (hi - lo))
+  if space == "rbf":
+    return Basis.rbf(grid_size + spline_order)
+  if space == "wavelet":
+    return Basis.wavelet(grid_size + spline_order)
+  raise ValueError(f"unknown S-KAN space {space!r}; valid: {SPACES}.")
+
+
+class SelectableKANLayer(nn.Module):
+  """S-KAN layer: ``phi_io(x_i) = sum_m p_im phi^m_io(x_i)``, ``p_i = softmax(alpha_i)`` over the kept spaces.
+
+  All spaces are evaluated and contracted in one kernel call (their bases concatenated, each block of coefficients
+  scaled by its input's mixing weight). The ``'selection'`` collection holds ``mask [i, spaces]`` (1 = kept), which
+  the three-phase schedule (``zoo.recipes.skan``) narrows to the top-k spaces and then to one per node.
+
+  Attributes:
+    features: o.
+    spaces: the candidate spaces (subset of :data:`SPACES`, in any order; one space = a plain single-space KAN).
+    grid_size, spline_order: resolution of every space (:func:`space_basis`).
+    grid_range: interval of the grids of the B-spline, RBF and wavelet spaces.
+
+  Variables: ``params``: ``selection_logits [i, spaces]``, per space ``coef_<space> [K_m, i, o]``, and for the
+  B-spline, RBF and wavelet spaces (as efficient-KAN, FastKAN and Wav-KAN) a ``silu`` branch ``base_<space> [i, o]``;
+  ``selection``: ``mask [i, spaces]``.
+  """
+  features: int
+  spaces: Sequence[str] = SPACES
+  grid_size: int = 5
+  spline_order: int = 3
+  grid_range: Sequence[float] = (-1.0, 1.0)
+  impl: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """``x [..., i] -> [..., features]``."""
+    where = type(self).__name__
+    layers.check_shape(x, "x", "... features", where=where, dtype="floating")
+    spaces = tuple(self.spaces)
+    if not spaces or len(set(spaces)) != len(spaces) or any(s not in SPACES for s in spaces):
+      raise ValueError(f"{where}: `spaces` must be distinct names from {SPACES}; got {spaces}.")
+    n_in = x.shape[-1]
+    lo, hi = self.grid_range
+    bases = tuple(space_basis(s, self.grid_size, self.spline_order, (lo, hi)) for s in spaces)
+    logits = self.param("selection_logits", layers.partitioned(nn.initializers.zeros_init(), ("embed", None)),
+                        (n_in, len(spaces)), self.param_dtype)
+    mask = self.variable("selection", "mask", lambda: jnp.ones((n_in, len(spaces)), jnp.float32)).value
+    p = jax.nn.softmax(jnp.where(mask > 0, logits.astype(jnp.float32), -jnp.inf), axis=-1)   # [i, spaces]
+    coefs, base = [], None
+    for m, (space, b) in enumerate(zip(spaces, bases)):
+      if space == "bspline":
+        init = lambda rng, shape, dtype=jnp.float32: ((jax.random.uniform(rng, shape, dtype) - 0.5) * 0.1
+                                                      / self.grid_size)
+      else:
+        init = nn.initializers.normal(1.0 / math.sqrt(n_in * b.size))
+      c = self.param(f"coef_{space}", layers.partitioned(init, (None, "embed", "mlp")), (b.size, n_in, self.features),
+                     self.param_dtype)
+      coefs.append(c * p[None, :, m, None])
+      if space in _SPACES_WITH_BASE:
+        # Every silu branch has the same input, so the mixed branches are one [i, o] weight for the kernel.
+        w = self.param(f"base_{space}", layers.partitioned(_kaiming_uniform(math.sqrt(5)), ("embed", "mlp")),
+                       (n_in, self.features), self.param_dtype)
+        base = w * p[:, m, None] if base is None else base + w * p[:, m, None]
+    grid = kan_basis.make_grid(bases, n_in, lo, hi)
+    dtype = self.dtype or x.dtype
+    return kan_basis.kan(x.astype(dtype), jnp.concatenate(coefs, axis=0).astype(dtype), basis=bases, grid=grid,
+                         base_weight=None if base is None else base.astype(dtype), impl=self.impl)
+
+
+class SKAN(nn.Module):
+  """A stack of :class:`SelectableKANLayer`; inputs ``[b, ...]`` flattened. ``features``: widths after the input."""
+  features: Sequence[int]
+  spaces: Sequence[str] = SPACES
+  grid_size: int = 5
+  spline_order: int = 3
+  grid_range: Sequence[float] = (-1.0, 1.0)
+  impl: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """``x [b, ...] -> [b, features[-1]]``."""
+    layers.check_shape(x, "x", "batch ...", where=type(self).__name__, dtype="floating")
+    h = _flatten(x)
+    for l, width in enumerate(self.features):
+      h = SelectableKANLayer(width, tuple(self.spaces), self.grid_size, self.spline_order, tuple(self.grid_range),
+                             impl=self.impl, dtype=self.dtype, param_dtype=self.param_dtype, name=f"layers_{l}")(h)
+    return h
+
+
+class SelectableKANConv(nn.Module):
+  """S-ConvKAN layer: a :class:`SelectableKANLayer` on every ``kernel_size`` patch (a KAN convolution).
+
+  Attributes:
+    features: output channels. kernel_size, strides, padding: of the patches
+    (``jax.lax.conv_general_dilated_patches``). Others: as :class:`SelectableKANLayer`.
+  """
+  features: int
+  kernel_size: Sequence[int] = (3, 3)
+  strides: Sequence[int] = (1, 1)
+  padding: str = "SAME"
+  spaces: Sequence[str] = SPACES
+  grid_size: int = 5
+  spline_order: int = 3
+  grid_range: Sequence[float] = (-1.0, 1.0)
+  impl: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """``x [b, H, W, C] -> [b, H', W', features]``."""
+    layers.check_shape(x, "x", "batch height width channels", where=type(self).__name__, dtype="floating")
+    patches = jax.lax.conv_general_dilated_patches(x, tuple(self.kernel_size), tuple(self.strides), self.padding,
+                                                   dimension_numbers=("NHWC", "OIHW", "NHWC"))
+    return SelectableKANLayer(self.features, tuple(self.spaces), self.grid_size, self.spline_order,
+                              tuple(self.grid_range), impl=self.impl, dtype=self.dtype, param_dtype=self.param_dtype,
+                              name="kan")(patches)
+
+
+class SConvKAN(nn.Module):
+  """S-ConvKAN classifier: ``[SelectableKANConv -> max-pool 2]`` per entry of ``channels``, then a selectable KAN
+  head on the flattened features. ``image [b, H, W, C] -> logits [b, num_classes]``."""
+  num_classes: int = 10
+  channels: Sequence[int] = (8, 16)
+  kernel_size: Sequence[int] = (3, 3)
+  spaces: Sequence[str] = SPACES
+  grid_size: int = 5
+  spline_order: int = 3
+  impl: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, image: Array) -> Array:
+    layers.check_shape(image, "image", "batch height width channels", where=type(self).__name__, dtype="floating")
+    h = image
+    for l, c in enumerate(self.channels):
+      h = SelectableKANConv(c, tuple(self.kernel_size), spaces=tuple(self.spaces), grid_size=self.grid_size,
+                            spline_order=self.spline_order, impl=self.impl, dtype=self.dtype,
+                            param_dtype=self.param_dtype, name=f"conv_{l}")(h)
+      h = nn.max_pool(h, (2, 2), strides=(2, 2), padding="SAME")
+    h = h.reshape(h.shape[0], -1)
+    return SelectableKANLayer(self.num_classes, tuple(self.spaces), self.grid_size, self.spline_order, impl=self.impl,
+                              dtype=self.dtype, param_dtype=self.param_dtype, name="head")(h).astype(jnp.float32)
+
+
+def selection_probabilities(variables) -> dict[str, Array]:
+  """S-KAN mixing weights per layer: ``{'layers_0': p [i, spaces], ...}`` (softmax over the kept spaces; the key of a
+  lone layer's own variables is ``''``)."""
+  params = flax.traverse_util.flatten_dict(flax.core.unfreeze(nn.unbox(variables["params"])), sep="/")
+  masks = flax.traverse_util.flatten_dict(flax.core.unfreeze(variables.get("selection", {})), sep="/")
+  out = {}
+  for path, logits in params.items():
+    scope, _, leaf = path.rpartition("/")
+    if leaf == "selection_logits":
+      mask = masks.get(f"{scope}/mask" if scope else "mask", jnp.ones_like(logits))
+      out[scope] = jax.nn.softmax(jnp.where(mask > 0, logits, -jnp.inf), axis=-1)
+  return out
+
+
+# --------------------------------------------------------------------------------------------------------- KArAt
+
+
+def karat_attention(query: Array, key: Array, value: Array, *, coef: Array, proj: Array | None, grid_size: int,
+                    bias: Array | None = None, mask: Array | None = None, is_causal: bool = False,
+                    scale: float | None = None, dropout_rate: float = 0.0, dropout_rng=None, impl: str = "auto",
+                    eps: float = 1e-6) -> Array:
+  """Kolmogorov-Arnold attention with a Fourier basis: each row of logits goes through a learnable KAN operator.
+
+  ``s = scale q k^T (+ bias)``; per head h, each row ``s_q in R^N`` is mapped by the KAN layer
+  ``u_j = sum_n sum_g a[h,g,n,j] cos(g s_n) + b[h,g,n,j] sin(g s_n)`` (``R^N -> R^r``, through the fused kernel),
+  projected back ``w = u proj[h]`` (``R^r -> R^N``; without ``proj`` r = N), masked, and L1-normalised:
+  ``w / (sum |w| + eps)``. Output ``w v``.
+
+  Args:
+    query ``[b, q, h, d]``, key ``[b, N, kv_heads, d]``, value ``[b, N, kv_heads, dv]``: as
+      :func:`zoo.kernels.attention.attention` (grouped heads allowed).
+    coef: ``[h, 2 * grid_size, N, r]`` Fourier coefficients. proj: ``[h, r, N]`` or None.
+    grid_size: G, frequencies 1..G.
+
+  Returns:
+    ``[b, q, h, dv]``.
+  """
+  b, tq, h, d = query.shape
+  n, hk = key.shape[1], key.shape[2]
+  if coef.shape[:3] != (h, 2 * grid_size, n):
+    raise ValueError(f"karat_attention: `coef` must have shape [heads={h}, 2*grid_size={2 * grid_size}, "
+                     f"kv_length={n}, rank]; got {coef.shape}.")
+  scale = d ** -0.5 if scale is None else scale
+  rep = h // hk
+  k_full = jnp.repeat(key, rep, axis=2)
+  v_full = jnp.repeat(value, rep, axis=2)
+  logits = jnp.einsum("bqhd,bkhd->bhqk", query, k_full, preferred_element_type=jnp.float32) * scale
+  if bias is not None:
+    logits = logits + bias.astype(jnp.float32)
+  rows = jnp.transpose(logits, (1, 0, 2, 3)).reshape(h, b * tq, n)              # [h, rows, N]
+  basis = Basis.fourier(grid_size)
+  u = jax.vmap(lambda r, c: kan_basis.kan(r, c, basis=basis, impl=impl))(rows, coef.astype(jnp.float32))
+  w = u if proj is None else jnp.einsum("hzr,hrn->hzn", u, proj.astype(jnp.float32))
+  w = jnp.transpose(w.reshape(h, b, tq, n), (1, 0, 2, 3))                       # [b, h, q, N]
+  if is_causal:
+    causal = jnp.tril(jnp.ones((tq, n), bool), k=n - tq)
+    mask = causal if mask is None else jnp.logical_and(mask, causal)
+  if mask is not None:
+    w = jnp.where(mask, w, 0.0)
+  w = w / (jnp.sum(jnp.abs(w), axis=-1, keepdims=True) + eps)
+  if dropout_rate > 0.0:
+    if dropout_rng is None:
+      raise ValueError("karat_attention: `dropout_rng` is required when `dropout_rate` > 0.")
+    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, w.shape)
+    w = jnp.where(keep, w / (1.0 - dropout_rate), 0.0)
+  out = jnp.einsum("bhqk,bkhd->bqhd", w.astype(value.dtype), v_full, preferred_element_type=jnp.float32)
+  return out.astype(query.dtype)
+
+
+def _karat_params(module: nn.Module, heads: int, n: int, grid_size: int, rank: int | None):
+  r = n if rank is None else rank
+  coef = module.param("phi_coef", layers.partitioned(nn.initializers.normal(1.0 / math.sqrt(n * grid_size)),
+                                                     ("heads", None, None, None)), (heads, 2 * grid_size, n, r))
+  proj = None
+  if rank is not None:
+    proj = module.param("phi_proj", layers.partitioned(nn.initializers.normal(1.0 / math.sqrt(r)),
+                                                       ("heads", None, None)), (heads, r, n))
+  return coef, proj
+
+
+class KArAtAttention(nn.Module):
+  """Fourier-KArAt as the ``attention_fn`` of ``zoo.transformer.MultiHeadAttention`` (one operator per head).
+
+  Call signature of :func:`zoo.kernels.attention.attention`; see :func:`karat_attention`.
+
+  Attributes:
+    grid_size: G (the paper's default 3). rank: r (None: the full ``R^N -> R^N`` operator).
+  """
+  grid_size: int = 3
+  rank: int | None = 8
+  impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, query, key, value, *, bias=None, mask=None, is_causal=False, scale=None, dropout_rate=0.0,
+               dropout_rng=None):
+    coef, proj = _karat_params(self, query.shape[2], key.shape[1], self.grid_size, self.rank)
+    return karat_attention(query, key, value, coef=coef, proj=proj, grid_size=self.grid_size, bias=bias, mask=mask,
+                           is_causal=is_causal, scale=scale, dropout_rate=dropout_rate, dropout_rng=dropout_rng,
+                           impl=self.impl)
+
+
+class KArAtViT(nn.Module):
+  """``zoo.transformer.ViT`` with Kolmogorov-Arnold attention (or its softmax baseline, same everything else).
+
+  Attributes:
+    attention: ``'karat'`` or ``'softmax'``.
+    mode: ``'blockwise'`` (each layer its own per-head operators) or ``'universal'`` (one set shared by all layers).
+    grid_size, rank: of Fourier-KArAt.
+    Others: as ``zoo.transformer.ViT``.
+  """
+  num_classes: int = 10
+  patch_size: int = 2
+  hidden: int = 64
+  num_layers: int = 2
+  num_heads: int = 4
+  mlp_dim: int = 128
+  dropout_rate: float = 0.0
+  pool: str = "cls"
+  attention: str = "karat"
+  mode: str = "blockwise"
+  grid_size: int = 3
+  rank: int | None = 8
+  impl: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, image: Array, *, train: bool = False) -> Array:
+    """``image [b, H, W, C] -> logits [b, num_classes]``."""
+    where = type(self).__name__
+    layers.check_shape(image, "image", "batch height width channels", where=where, dtype="floating")
+    if self.attention not in ("karat", "softmax"):
+      raise ValueError(f"{where}: `attention` must be 'karat' or 'softmax'; got {self.attention!r}.")
+    if self.mode not in ("blockwise", "universal"):
+      raise ValueError(f"{where}: `mode` must be 'blockwise' or 'universal'; got {self.mode!r}.")
+    fn = None
+    if self.attention == "karat":
+      if self.mode == "blockwise":
+        fn = KArAtAttention(self.grid_size, self.rank, impl=self.impl)
+      else:
+        p = self.patch_size
+        n = (image.shape[1] // p) * (image.shape[2] // p) + (1 if self.pool == "cls" else 0)
+        coef, proj = _karat_params(self, self.num_heads, n, self.grid_size, self.rank)
+        fn = functools.partial(karat_attention, coef=coef, proj=proj, grid_size=self.grid_size, impl=self.impl)
+    return transformer.ViT(self.num_classes, self.patch_size, self.hidden, self.num_layers, self.num_heads,
+                           self.mlp_dim, dropout_rate=self.dropout_rate, pool=self.pool, attention_fn=fn,
+                           impl=self.impl, dtype=self.dtype, param_dtype=self.param_dtype, name="vit")(image,
+                                                                                                         train=train)
