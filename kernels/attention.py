@@ -54,6 +54,9 @@ Details and limits:
 * First-order gradients only (the backward kernels have no derivative of their own), as jax's Pallas ops.
   Dropout (``dropout_rate > 0``), mixed input dtypes, head dims above 256 (GPU) / 512 (TPU) and float16 on TPU
   use the reference under ``impl='auto'`` (logged) and raise under ``impl='pallas'``.
+* ``jax.export`` works for one platform at a time (``platforms=('cuda',)``, ``('tpu',)`` or ``('cpu',)``). A
+  multi-platform export of ``impl='auto'|'pallas'`` fails: jax lowers every ``platform_dependent`` branch for every
+  requested platform, and a ``pallas_call`` lowers only for its own backend (jax 0.10.2).
 * GPU: head dims are zero-padded to a power of two >= 16, lengths to the tile; TPU: head dims to a multiple of 128
   (free on the 128-wide MXU), query lengths to a multiple of 16 and key lengths of 128.
 * Verified here: the numbers in the Pallas interpreter on CPU (both kernels, against `reference`) and the lowering
