@@ -1,0 +1,320 @@
+"""Unit tests of zoo.hopfield: the update rule against numpy, the layers' equations, shapes, dtypes, jit, vmap,
+sharding on the 8-device mesh, masks, iteration to a fixed point, and clear errors."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from zoo import hopfield as hf
+from zoo.recipes import sharding
+
+
+def _np_softmax(a):
+  a = a - a.max(-1, keepdims=True)
+  e = np.exp(a)
+  return e / e.sum(-1, keepdims=True)
+
+
+def _np_retrieve(q, x, beta, steps=1):
+  for _ in range(steps):
+    q = _np_softmax(beta * q @ np.swapaxes(x, -1, -2)) @ x
+  return q
+
+
+def _np_layer_norm(x, p, eps=1e-5):
+  mu = x.mean(-1, keepdims=True)
+  var = x.var(-1, keepdims=True)
+  return (x - mu) / np.sqrt(var + eps) * np.asarray(p["scale"]) + np.asarray(p["bias"])
+
+
+def _rand(seed, *shape):
+  return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ functions
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_retrieve_equals_numpy_update_rule(steps):
+  q, x = _rand(0, 2, 3, 5, 8), _rand(1, 3, 7, 8)  # leading axes [2, 3] and [3] broadcast
+  out = hf.retrieve(q, x, beta=1.5, steps=steps)
+  assert out.shape == (2, 3, 5, 8) and out.dtype == jnp.float32
+  np.testing.assert_allclose(out, _np_retrieve(q.astype(np.float64), x.astype(np.float64), 1.5, steps),
+                             rtol=2e-5, atol=2e-5)
+
+
+def test_retrieve_one_memory_for_many_queries():
+  q, x = _rand(2, 4, 6, 8), _rand(3, 11, 8)
+  np.testing.assert_allclose(hf.retrieve(q, x, beta=3.0), _np_retrieve(q, x, 3.0), rtol=2e-5, atol=2e-5)
+  np.testing.assert_array_equal(hf.retrieve(q, x, beta=3.0, steps=0), q)
+
+
+def test_retrieve_dtypes_jit_vmap_grad():
+  q, x = _rand(4, 2, 5, 8), _rand(5, 2, 9, 8)
+  qb, xb = jnp.asarray(q, jnp.bfloat16), jnp.asarray(x, jnp.bfloat16)
+  out = hf.retrieve(qb, xb, beta=2.0)
+  assert out.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(out, np.float32), _np_retrieve(q, x, 2.0), atol=0.1)
+  f = lambda q, x: hf.retrieve(q, x, beta=2.0, steps=2)
+  np.testing.assert_allclose(jax.jit(f)(q, x), f(q, x), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(jax.vmap(f)(q, x), f(q, x), rtol=1e-5, atol=1e-6)
+  grad = jax.grad(lambda q: jnp.sum(f(q, x) ** 2))(q)
+  assert grad.shape == q.shape and bool(jnp.all(jnp.isfinite(grad)))
+
+
+def test_association_and_energy_equal_numpy():
+  q, x, beta = _rand(6, 3, 4, 8), _rand(7, 3, 10, 8), 0.7
+  w = hf.association(q, x, beta=beta)
+  np.testing.assert_allclose(w, _np_softmax(beta * q @ np.swapaxes(x, -1, -2)), rtol=1e-5, atol=1e-6)
+  mask = np.arange(10) < 6
+  wm = hf.association(q, x, beta=beta, mask=mask)
+  assert float(jnp.max(wm[..., 6:])) == 0.0
+  np.testing.assert_allclose(jnp.sum(wm, -1), 1.0, rtol=1e-5)
+  e = hf.energy(q, x, beta=beta)
+  qd, xd = q.astype(np.float64), x.astype(np.float64)
+  logits = beta * qd @ np.swapaxes(xd, -1, -2)
+  lse = logits.max(-1) + np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1))
+  m2 = (xd ** 2).sum(-1).max(-1)[:, None]
+  expected = -lse / beta + 0.5 * (qd ** 2).sum(-1) + np.log(10) / beta + 0.5 * m2
+  assert e.shape == (3, 4)
+  np.testing.assert_allclose(e, expected, rtol=1e-5, atol=1e-5)
+  assert bool(jnp.all(e >= -1e-5))  # the paper's Lemma: E >= 0
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: hf.retrieve(np.zeros(8, np.float32), np.zeros((3, 8), np.float32), beta=1.0), "`query` must have shape"),
+    (lambda: hf.retrieve(np.zeros((2, 8), np.float32), np.zeros((3, 7), np.float32), beta=1.0), "features=8"),
+    (lambda: hf.retrieve(np.zeros((2, 2, 8), np.float32), np.zeros((3, 3, 8), np.float32), beta=1.0), "broadcast"),
+    (lambda: hf.retrieve(np.zeros((2, 8), np.int32), np.zeros((3, 8), np.float32), beta=1.0), "floating"),
+    (lambda: hf.retrieve(np.zeros((2, 8), np.float32), np.zeros((3, 8), np.float32), beta=-1.0), "beta"),
+    (lambda: hf.retrieve(np.zeros((2, 8), np.float32), np.zeros((3, 8), np.float32), beta=np.ones(2)), "beta"),
+    (lambda: hf.retrieve(np.zeros((2, 8), np.float32), np.zeros((3, 8), np.float32), beta=1.0, steps=-1), "steps"),
+    (lambda: hf.retrieve(np.zeros((2, 8), np.float32), np.zeros((3, 8), np.float32), beta=1.0, steps=1.5), "steps"),
+    (lambda: hf.energy(np.zeros((2, 8), np.float32), np.zeros((3, 6), np.float32), beta=1.0), "`stored`"),
+])
+def test_function_errors(call, message):
+  with pytest.raises((ValueError, TypeError), match=message):
+    call()
+
+
+# --------------------------------------------------------------------------------------------------- layers
+
+
+def _unboxed_params(variables):
+  return nn.unbox(variables)["params"]
+
+
+def test_hopfield_equals_the_papers_equation():
+  """Z = softmax(beta R W_Q W_K^T Y^T) Y W_K W_V W_O, with LayerNorms on R, Y and the projection, 2 heads."""
+  r, y, v = _rand(8, 2, 3, 6), _rand(9, 2, 5, 4), _rand(10, 2, 5, 7)
+  layer = hf.Hopfield(features=9, num_heads=2, head_dim=3, pattern_dim=4)
+  variables = layer.init(jax.random.key(0), r, y, v)
+  p = jax.tree.map(np.asarray, _unboxed_params(variables))
+  # Non-trivial LayerNorm parameters and biases, so that every term is checked.
+  rng = np.random.default_rng(0)
+  p = jax.tree.map(lambda a: a + 0.1 * rng.normal(size=a.shape).astype(np.float32), p)
+  out = layer.apply({"params": p}, r, y, v)
+  assert out.shape == (2, 3, 9)
+  rn, yn, vn = (_np_layer_norm(r, p["state_norm"]), _np_layer_norm(y, p["stored_norm"]),
+                _np_layer_norm(v, p["projection_norm"]))
+  q = np.einsum("bqd,dhk->bhqk", rn, p["query"]["kernel"]) + p["query"]["bias"][None, :, None]
+  k = np.einsum("bnd,dhk->bhnk", yn, p["key"]["kernel"]) + p["key"]["bias"][None, :, None]
+  val = np.einsum("bnd,dhk->bhnk", vn, p["value"]["kernel"]) + p["value"]["bias"][None, :, None]
+  beta = 1 / np.sqrt(3)  # default scaling 1/sqrt(head_dim)
+  z = _np_softmax(beta * q @ np.swapaxes(k, -1, -2)) @ val  # [b, h, q, pattern_dim]
+  expected = np.einsum("bhqk,hkf->bqf", z, p["out"]["kernel"]) + p["out"]["bias"]
+  np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_hopfield_defaults_follow_the_reference():
+  x = _rand(11, 2, 5, 16)
+  layer = hf.Hopfield(num_heads=4)
+  variables = layer.init(jax.random.key(1), x)
+  p = _unboxed_params(variables)
+  assert set(p) == {"stored_norm", "state_norm", "projection_norm", "query", "key", "value", "out"}
+  assert p["query"]["kernel"].shape == (16, 4, 4) and p["value"]["kernel"].shape == (16, 4, 4)
+  assert p["out"]["kernel"].shape == (4, 4, 16)
+  assert abs(float(jnp.std(p["query"]["kernel"])) - 0.02) < 0.006
+  assert float(jnp.max(jnp.abs(p["query"]["bias"]))) == 0.0
+  # Every parameter carries logical axis names.
+  boxed = jax.tree.leaves(variables, is_leaf=lambda a: isinstance(a, nn.LogicallyPartitioned))
+  assert boxed and all(isinstance(a, nn.LogicallyPartitioned) for a in boxed)
+  assert layer.apply(variables, x).shape == (2, 5, 16)
+  off = hf.Hopfield(num_heads=4, normalize_stored_pattern=False, normalize_state_pattern=False,
+                    normalize_pattern_projection=False, disable_out_projection=True, use_bias=False)
+  v_off = off.init(jax.random.key(1), x)
+  assert set(_unboxed_params(v_off)) == {"query", "key", "value"}
+  assert off.apply(v_off, x).shape == (2, 5, 16)
+
+
+def test_hopfield_dtypes():
+  x = _rand(12, 2, 5, 8)
+  layer = hf.Hopfield(num_heads=2)
+  variables = layer.init(jax.random.key(0), x)
+  out32 = layer.apply(variables, x)
+  out_b = layer.apply(variables, jnp.asarray(x, jnp.bfloat16))
+  assert out_b.dtype == jnp.float32  # bf16 inputs with f32 parameters compute in f32
+  bf = hf.Hopfield(num_heads=2, dtype=jnp.bfloat16)
+  out_bf = bf.apply(variables, jnp.asarray(x, jnp.bfloat16))
+  assert out_bf.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(out_bf, np.float32), out32, atol=0.02)
+
+
+def test_hopfield_jit_vmap_grad():
+  r, y = _rand(13, 3, 2, 4, 8), _rand(14, 3, 2, 6, 8)
+  layer = hf.Hopfield(num_heads=2, update_steps_max=2)
+  variables = layer.init(jax.random.key(0), r[0], y[0])
+  f = lambda r, y: layer.apply(variables, r, y)
+  eager = np.stack([f(r[i], y[i]) for i in range(3)])
+  np.testing.assert_allclose(jax.vmap(f)(r, y), eager, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(jax.jit(f)(r[0], y[0]), eager[0], rtol=1e-5, atol=1e-6)
+  grads = jax.grad(lambda v: jnp.sum(layer.apply(v, r[0], y[0]) ** 2))(variables)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(nn.unbox(grads)))
+
+
+def test_update_steps_iterate_to_a_fixed_point():
+  """``update_steps_max`` updates in the Hopfield space are ``retrieve`` on the projected patterns."""
+  r, y = _rand(15, 2, 3, 8), _rand(16, 2, 12, 8)
+  kw = dict(normalize_stored_pattern=False, normalize_state_pattern=False, normalize_pattern_projection=False,
+            scaling=4.0, update_steps_eps=1e-6)
+  base = hf.Hopfield(**kw)
+  variables = base.init(jax.random.key(0), r, y)
+  p = _unboxed_params(variables)
+  q = jnp.einsum("bqd,dhk->bhqk", r, p["query"]["kernel"]) + p["query"]["bias"][None, :, None]
+  k = jnp.einsum("bnd,dhk->bhnk", y, p["key"]["kernel"]) + p["key"]["bias"][None, :, None]
+  val = jnp.einsum("bnd,dhk->bhnk", y, p["value"]["kernel"]) + p["value"]["bias"][None, :, None]
+
+  def expected(steps):
+    xi = hf.retrieve(q, k, beta=4.0, steps=steps)
+    z = np.asarray(hf.association(xi, k, beta=4.0)) @ np.asarray(val)
+    return np.einsum("bhqk,hkf->bqf", z, p["out"]["kernel"]) + p["out"]["bias"]
+
+  outs = {}
+  for steps in (0, 3, 60, 61):
+    outs[steps] = hf.Hopfield(**{**kw, "update_steps_max": steps}).apply(variables, r, y)
+  np.testing.assert_allclose(outs[3], expected(3), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(outs[60], outs[61], rtol=1e-5, atol=1e-7)  # converged: more steps change nothing
+  assert float(jnp.max(jnp.abs(outs[60] - outs[0]))) > 1e-4  # ... and the iteration did something
+  # A huge eps stops every (example, head) after its first extra update.
+  once = hf.Hopfield(**{**kw, "update_steps_max": 10, "update_steps_eps": 1e9}).apply(variables, r, y)
+  np.testing.assert_allclose(once, expected(1), rtol=1e-4, atol=1e-6)
+
+
+def test_hopfield_masks():
+  r, y = _rand(17, 2, 3, 8), _rand(18, 2, 6, 8)
+  layer = hf.Hopfield(num_heads=2)
+  variables = layer.init(jax.random.key(0), r, y)
+  keep = np.array([[True] * 4 + [False] * 2, [True] * 6])
+  out = layer.apply(variables, r, y, stored_mask=keep)
+  y2 = y.copy()
+  y2[0, 4:] = 100.0  # masked stored patterns must not matter
+  np.testing.assert_allclose(layer.apply(variables, r, y2, stored_mask=keep), out, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out[0], layer.apply(variables, r[:1], y[:1, :4])[0], rtol=1e-5, atol=1e-6)
+  # An association mask with only the diagonal: each query retrieves exactly one pattern.
+  diag = np.eye(3, 6, dtype=bool)
+  _, inter = layer.apply(variables, r, y, association_mask=diag, mutable=["intermediates"])
+  (weights,) = inter["intermediates"]["association"]
+  assert weights.shape == (2, 2, 3, 6)
+  np.testing.assert_allclose(weights, np.broadcast_to(diag, weights.shape), atol=1e-6)
+
+
+def test_hopfield_dropout_on_association():
+  x = _rand(19, 2, 5, 8)
+  layer = hf.Hopfield(dropout_rate=0.5)
+  variables = layer.init(jax.random.key(0), x)
+  det = layer.apply(variables, x)
+  np.testing.assert_array_equal(layer.apply(variables, x, train=False), det)
+  a = layer.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
+  b = layer.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+  assert float(jnp.max(jnp.abs(a - b))) > 0 and float(jnp.max(jnp.abs(a - det))) > 0
+
+
+def test_hopfield_pooling():
+  y = _rand(20, 3, 7, 8)
+  pool = hf.HopfieldPooling(quantity=2, num_heads=2)
+  variables = pool.init(jax.random.key(0), y)
+  p = _unboxed_params(variables)
+  assert p["pooling_weights"].shape == (2, 8)
+  out = pool.apply(variables, y)
+  assert out.shape == (3, 16)
+  perm = np.random.default_rng(0).permutation(7)  # a set function: the order of the set does not matter
+  np.testing.assert_allclose(pool.apply(variables, y[:, perm]), out, rtol=1e-5, atol=1e-6)
+  frozen = hf.HopfieldPooling(quantity=2, num_heads=2, trainable=False)
+  grads = jax.grad(lambda v: jnp.sum(frozen.apply(v, y) ** 2))(variables)
+  assert float(jnp.max(jnp.abs(nn.unbox(grads)["params"]["pooling_weights"]))) == 0.0
+  assert pool.apply(variables, y, stored_mask=np.ones((3, 7), bool)).shape == (3, 16)
+
+
+def test_hopfield_layer_lookup():
+  r = _rand(21, 2, 5, 8)
+  layer = hf.HopfieldLayer(quantity=11, lookup_weights_as_separated=True, features=6)
+  variables = layer.init(jax.random.key(0), r)
+  p = _unboxed_params(variables)
+  assert p["lookup_weights"].shape == (11, 8) and p["target_weights"].shape == (11, 8)
+  assert abs(float(jnp.std(p["lookup_weights"])) - 0.02) < 0.01
+  out = layer.apply(variables, r)
+  assert out.shape == (2, 5, 6)
+  np.testing.assert_allclose(jax.jit(layer.apply)(variables, r), out, rtol=1e-5, atol=1e-6)
+  assert hf.HopfieldLayer(quantity=4).init_with_output(jax.random.key(0), r)[0].shape == (2, 5, 8)
+
+
+def test_models_shapes_and_bf16():
+  img = _rand(22, 4, 8, 8, 1)
+  clf = hf.HopfieldClassifier(num_classes=10, width=16, num_heads=2)
+  variables = clf.init(jax.random.key(0), img)
+  assert clf.apply(variables, img).shape == (4, 10)
+  assert hf.HopfieldClassifier(width=16, num_heads=2, dtype=jnp.bfloat16).apply(
+      variables, jnp.asarray(img, jnp.bfloat16)).dtype == jnp.bfloat16
+  bags = _rand(23, 4, 32, 16)
+  for pooling in ("hopfield", "mean", "max"):
+    mil = hf.HopfieldMIL(pooling=pooling, width=8, hidden=16)
+    v = mil.init(jax.random.key(0), bags)
+    out = mil.apply(v, bags)
+    assert out.shape == (4, 2)
+    np.testing.assert_allclose(mil.apply(v, bags[:, ::-1]), out, rtol=1e-5, atol=1e-5)
+
+
+def test_sharded_forward_on_8_devices():
+  assert jax.device_count() == 8
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 4})
+  model = hf.HopfieldClassifier(width=16, num_heads=2)
+  img = _rand(24, 8, 8, 8, 1)
+  variables = model.init(jax.random.key(0), img)
+  expected = model.apply(variables, img)
+  params_sh = sharding.state_shardings(variables, mesh)
+  unboxed = jax.device_put(nn.unbox(variables), params_sh)
+  assert any(len(s.spec) and any(s.spec) for s in jax.tree.leaves(params_sh))  # something is sharded (fsdp)
+  x = jax.device_put(img, sharding.batch_sharding(mesh))
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    out = jax.jit(model.apply)(unboxed, x)
+  np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+  assert len(out.sharding.device_set) == 8 or out.sharding.is_fully_replicated
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, v: m.apply(v, np.zeros((2, 5), np.float32)), "`state` must have shape"),
+    (lambda m, v: m.apply(v, np.zeros((2, 5, 12), np.float32)), "features=12, expected 8"),
+    (lambda m, v: m.apply(v, np.zeros((2, 5, 8), np.int32)), "floating"),
+    (lambda m, v: m.apply(v, np.zeros((2, 5, 8), np.float32), np.zeros((3, 4, 8), np.float32)), "batch=3"),
+    (lambda m, v: m.apply(v, np.zeros((2, 5, 8), np.float32), stored_mask=np.ones((2, 4), bool)), "stored_mask"),
+    (lambda m, v: m.apply(v, np.zeros((2, 5, 8), np.float32), stored_mask=np.ones((2, 5))), "bool"),
+    (lambda m, v: m.apply(v, np.zeros((2, 5, 8), np.float32), association_mask=np.ones((5, 4), bool)),
+     "association_mask"),
+    (lambda m, v: hf.Hopfield(num_heads=3).init(jax.random.key(0), np.zeros((2, 5, 8), np.float32)), "divisible"),
+    (lambda m, v: hf.Hopfield(update_steps_max=-1).init(jax.random.key(0), np.zeros((2, 5, 8), np.float32)),
+     "update_steps_max"),
+    (lambda m, v: hf.HopfieldPooling().init(jax.random.key(0), np.zeros((2, 8), np.float32)), "`stored`"),
+    (lambda m, v: hf.HopfieldClassifier(patch_size=2, patch_stride=2).init(jax.random.key(0),
+                                                                         np.zeros((2, 7, 7, 1), np.float32)),
+     "patch_size"),
+    (lambda m, v: hf.HopfieldClassifier().init(jax.random.key(0), np.zeros((2, 8, 8), np.float32)), "`image`"),
+    (lambda m, v: hf.HopfieldMIL(pooling="sum").init(jax.random.key(0), np.zeros((2, 4, 3), np.float32)),
+     "pooling"),
+])
+def test_layer_errors(call, message):
+  model = hf.Hopfield(num_heads=2)
+  variables = model.init(jax.random.key(0), np.zeros((2, 5, 8), np.float32))
+  with pytest.raises((ValueError, TypeError), match=message):
+    call(model, variables)
