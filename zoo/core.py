@@ -68,6 +68,17 @@ def _check_batched(x: Any, name: str, where: str, min_rank: int = 2) -> None:
                      f"{tuple(x.shape)}.")
 
 
+def _activation(fn: str | Callable[[jax.Array], jax.Array] | None, field: str, where: str):
+  """An activation given as a function or by its ``flax.linen`` name (``'relu'``, ``'tanh'`` ...), for configs."""
+  if fn is None or callable(fn):
+    return fn
+  resolved = getattr(nn, fn, None) if isinstance(fn, str) else None
+  if not callable(resolved):
+    raise ValueError(f"{where}: `{field}` must be a function or the name of a flax.linen activation such as "
+                     f"'relu', 'tanh', 'sigmoid', 'gelu'; got {fn!r}.")
+  return resolved
+
+
 def _flatten(x):
   return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
@@ -80,7 +91,7 @@ class MLP(nn.Module):
 
   Attributes:
     features: output widths of the layers, e.g. ``(256, 256, 10)``.
-    activation: the hidden nonlinearity (default ReLU).
+    activation: the hidden nonlinearity (default ReLU), a function or a ``flax.linen`` name such as ``'tanh'``.
     dropout_rate: dropout after each hidden activation (uses the ``'dropout'`` rng when ``train=True``).
     flatten: if True (default) the input ``[batch, ...]`` is flattened to ``[batch, in]`` first, so the MLP
       works on images; if False it maps the last axis, ``[..., in] -> [..., features[-1]]``.
@@ -89,7 +100,7 @@ class MLP(nn.Module):
   ``flatten=False``).
   """
   features: Sequence[int]
-  activation: Callable[[jax.Array], jax.Array] = nn.relu
+  activation: str | Callable[[jax.Array], jax.Array] = nn.relu
   dropout_rate: float = 0.0
   flatten: bool = True
   dtype: Dtype | None = None
@@ -100,6 +111,7 @@ class MLP(nn.Module):
     if not self.features:
       raise ValueError("MLP: `features` must list at least one layer width; got an empty sequence.")
     _check_batched(x, "x", "MLP", min_rank=2 if self.flatten else 1)
+    activation = _activation(self.activation, "activation", "MLP")
     if self.flatten:
       x = _flatten(x)
     for i, width in enumerate(self.features):
@@ -107,7 +119,7 @@ class MLP(nn.Module):
       axes = ("embed", "mlp") if i % 2 == 0 else ("mlp", "embed")
       x = dense(width, axes=axes, dtype=self.dtype, param_dtype=self.param_dtype, name=f"dense_{i}")(x)
       if i < len(self.features) - 1:
-        x = self.activation(x)
+        x = activation(x)
         if self.dropout_rate:
           x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return x
@@ -127,7 +139,7 @@ class ConvNet(nn.Module):
     features: output channels of each convolution.
     kernel_size: convolution window.
     hidden: widths of the dense layers between the flattened maps and the logits.
-    activation: the nonlinearity.
+    activation: the nonlinearity (a function or a ``flax.linen`` name).
     pool: ``'max'`` or ``'avg'`` 2x2 pooling with stride 2 (a dimension of size 1 is not pooled).
     dropout_rate: dropout before each dense layer of the head (``'dropout'`` rng, ``train=True``).
 
@@ -137,7 +149,7 @@ class ConvNet(nn.Module):
   features: Sequence[int] = (6, 16)
   kernel_size: Sequence[int] = (5, 5)
   hidden: Sequence[int] = (120, 84)
-  activation: Callable[[jax.Array], jax.Array] = nn.relu
+  activation: str | Callable[[jax.Array], jax.Array] = nn.relu
   pool: str = "max"
   dropout_rate: float = 0.0
   dtype: Dtype | None = None
@@ -149,9 +161,10 @@ class ConvNet(nn.Module):
     if self.pool not in ("max", "avg"):
       raise ValueError(f"ConvNet: `pool` must be 'max' or 'avg'; got {self.pool!r}.")
     pool_fn = nn.max_pool if self.pool == "max" else nn.avg_pool
+    activation = _activation(self.activation, "activation", "ConvNet")
     for i, channels in enumerate(self.features):
       x = conv(channels, self.kernel_size, dtype=self.dtype, param_dtype=self.param_dtype, name=f"conv_{i}")(x)
-      x = self.activation(x)
+      x = activation(x)
       window = tuple(2 if d >= 2 else 1 for d in x.shape[1:3])
       x = pool_fn(x, window, strides=window)
     x = _flatten(x)
@@ -159,7 +172,7 @@ class ConvNet(nn.Module):
       if self.dropout_rate:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
       x = dense(width, axes=("embed", "mlp"), dtype=self.dtype, param_dtype=self.param_dtype, name=f"dense_{i}")(x)
-      x = self.activation(x)
+      x = activation(x)
     if self.dropout_rate:
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return dense(self.num_classes, axes=("mlp", "classes"), dtype=self.dtype, param_dtype=self.param_dtype,
@@ -179,7 +192,7 @@ class _RecurrentEncoder(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   def _cell(self, name: str) -> nn.RNNCellBase:
-    raise NotImplementedError  # each concrete encoder names its flax cell
+    raise TypeError(f"{type(self).__name__} is abstract: use ElmanRNN, LSTM or GRU, which name their flax cell.")
 
   def _inits(self) -> dict[str, Any]:
     """The cells' default initialisers (lecun/orthogonal/zeros), with logical axis names."""
@@ -274,8 +287,8 @@ class LSTM(_RecurrentEncoder):
 class _Decoder(nn.Module):
   """MLP ``hidden -> prod(shape)``, reshaped to ``[batch, *shape]`` (the output size is known at call time)."""
   hidden: Sequence[int]
-  activation: Callable[[jax.Array], jax.Array]
-  output_activation: Callable[[jax.Array], jax.Array] | None
+  activation: str | Callable[[jax.Array], jax.Array]
+  output_activation: str | Callable[[jax.Array], jax.Array] | None
   dtype: Dtype | None
   param_dtype: Dtype
 
@@ -283,8 +296,9 @@ class _Decoder(nn.Module):
   def __call__(self, z, shape: tuple[int, ...]):
     y = MLP((*self.hidden, math.prod(shape)), activation=self.activation, dtype=self.dtype,
             param_dtype=self.param_dtype, name="mlp")(z)
-    if self.output_activation is not None:
-      y = self.output_activation(y)
+    output_activation = _activation(self.output_activation, "output_activation", "Autoencoder")
+    if output_activation is not None:
+      y = output_activation(y)
     return y.reshape(z.shape[0], *shape)
 
 
@@ -294,22 +308,25 @@ class Autoencoder(nn.Module):
   Attributes:
     latent: bottleneck width (linear units).
     hidden: hidden widths of the encoder; the decoder uses them reversed.
-    activation: hidden nonlinearity.
-    output_activation: applied to the reconstruction (e.g. ``nn.sigmoid`` for data in [0, 1]); None = linear.
+    activation: hidden nonlinearity (a function or a ``flax.linen`` name such as ``'tanh'``).
+    output_activation: applied to the reconstruction (e.g. ``nn.sigmoid`` or ``'sigmoid'`` for data in [0, 1]);
+      None = linear.
 
   Call: ``x: [batch, ...]`` float -> ``x_hat``, same shape. Methods: ``encode(x) -> [batch, latent]``,
   ``decode(z, shape) -> [batch, *shape]`` (use ``model.apply(variables, x, method='encode')``).
   """
   latent: int
   hidden: Sequence[int] = (64,)
-  activation: Callable[[jax.Array], jax.Array] = nn.relu
-  output_activation: Callable[[jax.Array], jax.Array] | None = None
+  activation: str | Callable[[jax.Array], jax.Array] = nn.relu
+  output_activation: str | Callable[[jax.Array], jax.Array] | None = None
   dtype: Dtype | None = None
   param_dtype: Dtype = jnp.float32
 
   def setup(self):
     if self.latent < 1:
       raise ValueError(f"{type(self).__name__}: `latent` must be >= 1; got {self.latent}.")
+    _activation(self.activation, "activation", type(self).__name__)
+    _activation(self.output_activation, "output_activation", type(self).__name__)
     self.encoder = MLP((*self.hidden, self.latent), activation=self.activation, dtype=self.dtype,
                        param_dtype=self.param_dtype)
     self.decoder = _Decoder(tuple(reversed(tuple(self.hidden))), self.activation, self.output_activation,
@@ -400,11 +417,15 @@ class SparseAutoencoder(Autoencoder):
 # -------------------------------------------------------------------------------------------------------- helpers
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _squared_error(model, variables, x):
-  x_hat = model.apply(variables, x)
-  err = (x_hat.astype(jnp.float32) - x.astype(jnp.float32)) ** 2
-  return jnp.sum(err.reshape(err.shape[0], -1), axis=-1)
+def _error_fn(model):
+  def squared_error(variables, x):
+    x_hat = model.apply(variables, x)
+    err = (x_hat.astype(jnp.float32) - x.astype(jnp.float32)) ** 2
+    return jnp.sum(err.reshape(err.shape[0], -1), axis=-1)
+  return jax.jit(squared_error)
+
+
+_cached_error_fn = functools.lru_cache(maxsize=32)(_error_fn)
 
 
 def reconstruction_error(model: nn.Module, variables, x) -> jax.Array:
@@ -419,4 +440,8 @@ def reconstruction_error(model: nn.Module, variables, x) -> jax.Array:
     ``[batch]`` float32 sums of squared errors over each example's values.
   """
   _check_batched(x, "x", "reconstruction_error")
-  return _squared_error(model, variables, jnp.asarray(x))
+  try:
+    fn = _cached_error_fn(model)  # compiled once per (hashable) model
+  except TypeError:  # a module with list-valued fields (e.g. built from a JSON config) is not hashable
+    fn = _error_fn(model)
+  return fn(variables, jnp.asarray(x))
