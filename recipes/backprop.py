@@ -97,17 +97,19 @@ class Backprop:
     outputs, collections = call_model(self.model, {"params": params, **model_state}, self.task.inputs(batch),
                                       train=True, rngs={"dropout": dropout_rng, "noise": noise_rng}, mutable=mutable)
     task_loss = jnp.mean(self.task.loss(outputs, batch))
-    extra = sown_losses(collections)
     new_state = {k: v for k, v in collections.items() if k != "losses"}
-    return task_loss + extra, (new_state, {"loss": task_loss, "aux_loss": extra})
+    if not jax.tree.leaves(collections.get("losses", {})):
+      return task_loss, (new_state, {"loss": task_loss})
+    extra = sown_losses(collections)
+    return task_loss + extra, (new_state, {"loss": task_loss, "aux_loss": extra, "total_loss": task_loss + extra})
 
   def step(self, state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
     grad_fn = jax.value_and_grad(self.loss, has_aux=True)
-    (total, (model_state, metrics)), grads = grad_fn(state.params, state.model_state, batch, rng)
+    (_, (model_state, metrics)), grads = grad_fn(state.params, state.model_state, batch, rng)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "total_loss": total, "grad_norm": optax.tree.norm(grads)}
+    metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state), metrics
 
   def variables(self, state: TrainState):

@@ -415,7 +415,11 @@ def main(argv) -> None:
       kwargs = dict(coordinator_address=f.coordinator_address, num_processes=f.num_processes,
                     process_id=f.process_id)
     jax.distributed.initialize(**kwargs)
-  logging.getLogger("zoo").setLevel(logging.INFO)
+  if not f["verbosity"].present:
+    # absl.app shows every library's INFO log (Orbax logs each save at length); the run's own progress is the bar,
+    # metrics.jsonl and the lines it prints. Pass -v 0 to see INFO logs again.
+    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+    absl_logging.set_verbosity(absl_logging.WARNING)
   train_and_evaluate(f.config, f.workdir)
 
 
