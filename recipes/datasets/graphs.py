@@ -1,0 +1,134 @@
+"""Graphs for node classification, available offline and deterministic by seed.
+
+Every split of a graph dataset holds the *same* graph(s) (transductive node classification); the splits differ in
+which nodes they score. Each example is one whole graph, as fixed-shape arrays (``G`` graphs per split):
+
+* ``nodes``: ``[G, nodes, features]`` float32 node features;
+* ``edges``: ``[G, edges, 2]`` int32 ``(sender, receiver)``, both directions of every undirected edge, padded to the
+  largest graph with ``edge_mask`` False (padding edges point at node 0);
+* ``edge_mask``: ``[G, edges]`` bool;
+* ``labels``: ``[G, nodes]`` int32 classes; in the ``train`` split only the labelled (training) nodes carry their
+  class and every other node is -1, so a procedure cannot read a test label during training;
+* ``train_mask``: ``[G, nodes]`` bool, the labelled nodes (their labels may be used as input, e.g. ForwardGNN's
+  virtual-node edges);
+* ``mask``: ``[G, nodes]`` bool, the nodes this split scores (``train``: the labelled nodes, ``validation`` and
+  ``test``: held-out nodes).
+
+Datasets (``zoo.recipes.data.load(name, **kwargs)``):
+
+* ``karate_club``: Zachary's karate club (34 members, 78 friendships; networkx), labelled by the club each member
+  joined after the split (Mr. Hi = 0, Officer = 1). Features are one-hot node ids, as in Kipf & Welling's karate
+  demo, so a graph-free model cannot generalise to unlabelled nodes.
+* ``sbm``: planted-partition stochastic block models: ``num_blocks`` communities of ``block_size`` nodes, an edge
+  inside a community with probability ``p_in`` and across with ``p_out``; features are the community's mean
+  (a random Gaussian vector of norm ``signal``) plus unit Gaussian noise per dimension, so features alone are
+  informative but noisy and neighbourhood averaging helps. ``num_graphs`` independent graphs (a batch of graphs
+  shards over the data-parallel mesh).
+
+Labelled/validation nodes are a stratified random ``train_fraction``/``val_fraction`` of every class (at least one
+node per class each); the rest are test nodes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from zoo.recipes import data
+
+__all__ = ["karate_club", "sbm"]
+
+
+def _stratified_masks(labels: np.ndarray, train_fraction: float, val_fraction: float, rng: np.random.Generator):
+  if not 0 < train_fraction < 1 or not 0 <= val_fraction < 1 or train_fraction + val_fraction >= 1:
+    raise ValueError(f"need 0 < train_fraction, 0 <= val_fraction and train_fraction + val_fraction < 1; got "
+                     f"{train_fraction}, {val_fraction}.")
+  train = np.zeros(labels.shape, bool)
+  val = np.zeros(labels.shape, bool)
+  for c in np.unique(labels):
+    idx = rng.permutation(np.flatnonzero(labels == c))
+    n_train = max(1, int(round(train_fraction * len(idx))))
+    n_val = max(1, int(round(val_fraction * len(idx)))) if val_fraction > 0 else 0
+    if n_train + n_val >= len(idx):
+      raise ValueError(f"class {c} has {len(idx)} nodes: too few for {n_train} training and {n_val} validation "
+                       "nodes and at least one test node.")
+    train[idx[:n_train]] = True
+    val[idx[n_train:n_train + n_val]] = True
+  return train, val, ~(train | val)
+
+
+def _splits(graphs: list[dict[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
+  """Stacks graphs (padding edges) into the three splits."""
+  num_edges = max(len(g["edges"]) for g in graphs)
+  nodes = np.stack([g["nodes"] for g in graphs]).astype(np.float32)
+  edges = np.zeros((len(graphs), num_edges, 2), np.int32)
+  edge_mask = np.zeros((len(graphs), num_edges), bool)
+  for i, g in enumerate(graphs):
+    edges[i, :len(g["edges"])] = g["edges"]
+    edge_mask[i, :len(g["edges"])] = True
+  labels = np.stack([g["labels"] for g in graphs]).astype(np.int32)
+  train, val, test = (np.stack([g[k] for g in graphs]) for k in ("train", "val", "test"))
+  common = {"nodes": nodes, "edges": edges, "edge_mask": edge_mask, "train_mask": train}
+  return {
+      "train": {**common, "labels": np.where(train, labels, -1).astype(np.int32), "mask": train},
+      "validation": {**common, "labels": labels, "mask": val},
+      "test": {**common, "labels": labels, "mask": test},
+  }
+
+
+def _both_directions(undirected: np.ndarray) -> np.ndarray:
+  return np.concatenate([undirected, undirected[:, ::-1]], 0).astype(np.int32)
+
+
+@data.register("karate_club", version="1.0.0")
+def karate_club(seed: int = 0, train_fraction: float = 0.25, val_fraction: float = 0.1) -> data.Generated:
+  """Zachary's karate club (networkx): 34 nodes, 156 directed edges, one-hot id features, 2 clubs."""
+  import networkx as nx  # pylint: disable=g-import-not-at-top
+  g = nx.karate_club_graph()
+  num_nodes = g.number_of_nodes()
+  labels = np.array([0 if g.nodes[i]["club"] == "Mr. Hi" else 1 for i in range(num_nodes)], np.int32)
+  undirected = np.array(sorted(tuple(sorted(e)) for e in g.edges()), np.int32)
+  rng = np.random.default_rng(seed)
+  train, val, test = _stratified_masks(labels, train_fraction, val_fraction, rng)
+  graph = {"nodes": np.eye(num_nodes, dtype=np.float32), "edges": _both_directions(undirected), "labels": labels,
+           "train": train, "val": val, "test": test}
+  return data.Generated(_splits([graph]), metadata={"num_classes": 2, "num_nodes": num_nodes,
+                                                     "num_features": num_nodes, "num_graphs": 1})
+
+
+def planted_partition(rng: np.random.Generator, *, num_blocks: int, block_size: int, p_in: float, p_out: float,
+                      num_features: int, signal: float):
+  """One SBM graph: ``(nodes [n, f], undirected edges [m, 2], labels [n])``."""
+  n = num_blocks * block_size
+  labels = np.repeat(np.arange(num_blocks), block_size).astype(np.int32)
+  same = labels[:, None] == labels[None, :]
+  prob = np.where(same, p_in, p_out)
+  upper = np.triu(rng.random((n, n)) < prob, k=1)
+  undirected = np.argwhere(upper).astype(np.int32)
+  means = rng.normal(size=(num_blocks, num_features))
+  means *= signal / np.linalg.norm(means, axis=1, keepdims=True)
+  nodes = means[labels] + rng.normal(size=(n, num_features))
+  return nodes.astype(np.float32), undirected, labels
+
+
+@data.register("sbm", version="1.0.0")
+def sbm(seed: int = 0, num_blocks: int = 4, block_size: int = 60, p_in: float = 0.08, p_out: float = 0.008,
+        num_features: int = 16, signal: float = 1.5, train_fraction: float = 0.2, val_fraction: float = 0.1,
+        num_graphs: int = 1) -> data.Generated:
+  """Planted-partition SBM graph(s) with community labels and noisy class-mean features."""
+  if num_blocks < 2 or block_size < 3 or num_graphs < 1:
+    raise ValueError(f"sbm: need num_blocks >= 2, block_size >= 3, num_graphs >= 1; got {num_blocks}, "
+                     f"{block_size}, {num_graphs}.")
+  if not (0 <= p_out <= 1 and 0 <= p_in <= 1):
+    raise ValueError(f"sbm: p_in and p_out must be probabilities; got {p_in}, {p_out}.")
+  rng = np.random.default_rng(seed)
+  graphs = []
+  for _ in range(num_graphs):
+    nodes, undirected, labels = planted_partition(rng, num_blocks=num_blocks, block_size=block_size, p_in=p_in,
+                                                  p_out=p_out, num_features=num_features, signal=signal)
+    train, val, test = _stratified_masks(labels, train_fraction, val_fraction, rng)
+    graphs.append({"nodes": nodes, "edges": _both_directions(undirected), "labels": labels, "train": train,
+                   "val": val, "test": test})
+  splits = _splits(graphs)
+  return data.Generated(splits, metadata={"num_classes": num_blocks, "num_nodes": num_blocks * block_size,
+                                          "num_features": num_features, "num_graphs": num_graphs,
+                                          "num_edges": int(splits["train"]["edges"].shape[1])})

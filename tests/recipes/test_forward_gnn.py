@@ -1,0 +1,145 @@
+"""Unit tests of zoo.recipes.forward_gnn: the task, the graph augmentations, layer locality, the schedule, no label
+leakage, and a short run through the trainer."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from zoo import gnn
+from zoo.recipes import forward_gnn as fg
+from zoo.recipes import train
+from zoo.recipes.datasets import graphs
+
+C = 3
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  """A 3-community SBM of 24 nodes as (train split, test split), through the dataset function."""
+  splits = graphs.sbm(seed=0, num_blocks=C, block_size=8, p_in=0.5, p_out=0.05, num_features=6,
+                      train_fraction=0.4, val_fraction=0.1).splits
+  return ({k: jnp.asarray(v) for k, v in splits["train"].items()},
+          {k: jnp.asarray(v) for k, v in splits["test"].items()})
+
+
+def _procedure(variant, **kwargs):
+  model = gnn.GNN(num_classes=C, hidden_features=8, num_layers=2)
+  return fg.ForwardGNN(model=model, task=fg.NodeClassification(), optimizer=optax.adam(1e-2), variant=variant,
+                       **kwargs)
+
+
+def test_node_classification_task_masks_and_ignores_hidden_labels():
+  task = fg.NodeClassification()
+  logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [5.0, 0.0]]])
+  batch = {"labels": jnp.array([[0, 0, -1]]), "mask": jnp.array([[True, True, False]])}
+  metrics = task.metrics(logits, batch)
+  np.testing.assert_allclose(metrics["accuracy"], [0.5])
+  expected = (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(2.0))) / 2
+  np.testing.assert_allclose(task.loss(logits, batch), [expected], rtol=1e-6)
+  graph = task.inputs({"nodes": 1, "edges": 2, "labels": 3})
+  assert sorted(graph) == ["edges", "nodes"]
+  with pytest.raises(KeyError, match="no key 'mask'"):
+    task.loss(logits, {"labels": batch["labels"]})
+
+
+def test_augmentations():
+  nodes = jnp.zeros((1, 4, 2))
+  edges = jnp.array([[[0, 1], [1, 0]]])
+  labels = jnp.array([[2, 0, 1, 1]])
+  linked = jnp.array([[True, False, True, False]])
+  virtual = jnp.arange(6.0).reshape(3, 2)
+  x, e, m = fg.augment_with_virtual_nodes(nodes, edges, jnp.ones((1, 2)), labels, linked, virtual)
+  assert x.shape == (1, 7, 2) and e.shape == (1, 2 + 8, 2) and m.shape == (1, 10)
+  np.testing.assert_array_equal(x[0, 4:], virtual)
+  kept = {tuple(map(int, pair)) for pair, on in zip(e[0], m[0]) if on}
+  assert kept == {(0, 1), (1, 0), (0, 6), (6, 0), (2, 5), (5, 2)}
+  _, e1, m1 = fg.augment_with_virtual_nodes(nodes, edges, jnp.ones((1, 2)), labels, linked, virtual,
+                                            bidirectional=False)
+  assert e1.shape == (1, 6, 2) and int(m1.sum()) == 4
+  vecs = fg.label_vectors(labels, linked, 3)
+  np.testing.assert_allclose(vecs[0], [[0, 0, 1], [1 / 3] * 3, [0, 1, 0], [1 / 3] * 3])
+  negs = fg.negative_labels(jax.random.key(0), jnp.array([[0, 1, 2, 2, 1]]), 3, 2)
+  assert negs.shape == (2, 1, 5)
+  assert bool(jnp.all(negs != jnp.array([[0, 1, 2, 2, 1]])))
+  assert bool(jnp.all(negs[0] != negs[1]))  # every wrong class once
+
+
+@pytest.mark.parametrize("variant", fg.VARIANTS)
+def test_each_layer_learns_only_from_its_own_loss(variant, tiny):
+  train_batch, _ = tiny
+  proc = _procedure(variant, append_label="input" if variant == "sf" else None)
+  state = nn.unbox(proc.init(jax.random.key(0), train_batch))
+  jac = jax.jacrev(lambda p: proc.layer_losses(p, state, train_batch)[0])(state.params)
+  for loss_layer in range(2):
+    for param_layer in range(2):
+      norm = optax.tree.norm(jax.tree.map(lambda g: g[loss_layer], jac[f"layer_{param_layer}"]))
+      if loss_layer == param_layer:
+        assert norm > 0, (variant, loss_layer)
+      else:
+        assert norm == 0.0, (variant, loss_layer, param_layer)  # exactly: stop_gradient between layers
+
+
+def test_sequential_schedule_freezes_other_layers(tiny):
+  train_batch, _ = tiny
+  proc = _procedure("sf", layer_steps=2)
+  state = nn.unbox(proc.init(jax.random.key(0), train_batch))
+  step = jax.jit(proc.step)
+  before = state.params
+  for _ in range(2):
+    state, metrics = step(state, train_batch)
+    assert float(metrics["active_layer"]) == 0.0
+  assert optax.tree.norm(jax.tree.map(jnp.subtract, state.params["layer_0"], before["layer_0"])) > 0
+  assert optax.tree.norm(jax.tree.map(jnp.subtract, state.params["layer_1"], before["layer_1"])) == 0.0
+  middle = state.params
+  state, metrics = step(state, train_batch)
+  assert float(metrics["active_layer"]) == 1.0
+  assert optax.tree.norm(jax.tree.map(jnp.subtract, state.params["layer_0"], middle["layer_0"])) == 0.0
+  assert optax.tree.norm(jax.tree.map(jnp.subtract, state.params["layer_1"], middle["layer_1"])) > 0
+  np.testing.assert_array_equal(proc.trained_layers(jnp.asarray(1)), [True, False])
+
+
+@pytest.mark.parametrize("variant", fg.VARIANTS)
+def test_prediction_never_reads_scored_labels(variant, tiny):
+  _, test_batch = tiny
+  proc = _procedure(variant)
+  state = nn.unbox(proc.init(jax.random.key(1), test_batch)).replace(step=jnp.asarray(10_000))
+  scores, per_layer = proc.class_scores(state, test_batch)
+  assert scores.shape == (1, 24, C) and per_layer.shape == (2, 1, 24, C)
+  # Shuffle the labels of every node that is not labelled: the scores must not move.
+  hidden = ~test_batch["train_mask"]
+  shuffled = dict(test_batch, labels=jnp.where(hidden, (test_batch["labels"] + 1) % C, test_batch["labels"]))
+  np.testing.assert_array_equal(proc.class_scores(state, shuffled)[0], scores)
+
+
+def test_short_run_through_the_trainer(tiny, single_device_mesh):
+  train_batch, test_batch = tiny
+  arrays = {k: np.asarray(v) for k, v in train_batch.items()}
+  result = fg.sf_train(gnn.GNN(num_classes=C, hidden_features=8), arrays, steps=40,
+                       procedure_kwargs={"layer_steps": 20}, optimizer=optax.adam(1e-2),
+                       eval_data={k: np.asarray(v) for k, v in test_batch.items()}, mesh=single_device_mesh)
+  assert set(result.metrics) == {"accuracy", "accuracy_layer_0", "accuracy_layer_1"}
+  assert result.metrics["accuracy"] > 1 / C + 0.2  # a well-separated 3-community graph
+  assert sorted(result.variables["params"]) == ["layer_0", "layer_1"]
+  # The variables of plain SF are a GNN embedding stack's parameters.
+  embeddings = gnn.GNN(num_classes=None, hidden_features=8, normalize_layer_inputs=True).apply(
+      {"params": result.variables["params"]}, {k: arrays[k] for k in ("nodes", "edges", "edge_mask")})
+  assert embeddings.shape == (1, 24, 8)
+
+
+def test_clear_errors():
+  task = fg.NodeClassification()
+  with pytest.raises(TypeError, match="must be a zoo.gnn.GNN"):
+    fg.ForwardGNN(model=nn.Dense(3), task=task, optimizer=optax.adam(1e-3))
+  with pytest.raises(ValueError, match="num_classes"):
+    fg.ForwardGNN(model=gnn.GNN(num_classes=None), task=task, optimizer=optax.adam(1e-3))
+  with pytest.raises(ValueError, match="`variant` must be one of"):
+    _procedure("ff")
+  with pytest.raises(ValueError, match="append_label"):
+    _procedure("sf", append_label="output")
+  with pytest.raises(ValueError, match="top-down variants"):
+    _procedure("sf_top2input", append_label="all")
+  with pytest.raises(ValueError, match="'top2' must be|`top2` must be"):
+    fg.sf_topdown_train(gnn.GNN(num_classes=C), {}, top2="output")
