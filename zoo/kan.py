@@ -112,6 +112,13 @@ def _uniform(bound: float):
   return init
 
 
+def _check_batched(x, where: str) -> None:
+  layers.check_shape(x, "x", "... features", where=where, dtype="floating")
+  if x.ndim < 2:
+    raise ValueError(f"{where}: `x` must have shape [batch, ...] (rank >= 2, flattened after the batch axis); got "
+                     f"shape {x.shape}.")
+
+
 def _flatten(x: Array) -> Array:
   return x.reshape(x.shape[0], -1) if x.ndim > 2 else x
 
@@ -225,7 +232,7 @@ class KAN(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     """``x [b, ...] -> [b, features[-1]]``."""
-    layers.check_shape(x, "x", "batch ...", where=type(self).__name__, dtype="floating")
+    _check_batched(x, type(self).__name__)
     if not self.features:
       raise ValueError("KAN: `features` must name at least one layer width.")
     h = _flatten(x)
@@ -344,7 +351,7 @@ class ReLUKAN(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     """``x [b, ...] -> [b, features[-1]]``."""
-    layers.check_shape(x, "x", "batch ...", where=type(self).__name__, dtype="floating")
+    _check_batched(x, type(self).__name__)
     h = _flatten(x)
     for l, width in enumerate(self.features):
       h = ReLUKANLayer(width, self.grid_size, self.order, tuple(self.grid_range), impl=self.impl, dtype=self.dtype,
@@ -444,7 +451,7 @@ class AFKAN(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     """``x [b, ...] -> [b, features[-1]]``."""
-    layers.check_shape(x, "x", "batch ...", where=type(self).__name__, dtype="floating")
+    _check_batched(x, type(self).__name__)
     h = _flatten(x)
     for l, width in enumerate(self.features):
       h = AFKANLayer(width, self.grid_size, self.order, self.activation, self.func, self.method, self.norm,
@@ -553,7 +560,7 @@ class SKAN(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     """``x [b, ...] -> [b, features[-1]]``."""
-    layers.check_shape(x, "x", "batch ...", where=type(self).__name__, dtype="floating")
+    _check_batched(x, type(self).__name__)
     h = _flatten(x)
     for l, width in enumerate(self.features):
       h = SelectableKANLayer(width, tuple(self.spaces), self.grid_size, self.spline_order, tuple(self.grid_range),
