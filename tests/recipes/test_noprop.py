@@ -150,10 +150,8 @@ def test_block_shapes_jit_vmap_and_errors():
 # ------------------------------------------------------------------------------------------------------- networks
 
 
-@pytest.mark.parametrize("encoder,kwargs", [("core.MLP", {"features": (8,)}),
-                                            ("core.ConvNet", {"num_classes": 8, "features": (4,), "hidden": ()})])
-def test_dt_net_stacks_blocks_and_runs_the_chain(encoder, kwargs):
-  net = noprop.NoPropDTNet(10, num_blocks=T, hidden=8, head=8, encoder=encoder, encoder_kwargs=kwargs)
+def test_dt_net_stacks_blocks_and_runs_the_chain():
+  net = noprop.NoPropDTNet(10, num_blocks=T, **SMALL)
   x = jnp.ones((4, 8, 8, 1))
   v = jax.jit(net.init)(jax.random.key(0), x)
   for leaf in jax.tree.leaves(nn.unbox(v["params"]["blocks"])):
@@ -177,9 +175,18 @@ def test_dt_net_stacks_blocks_and_runs_the_chain(encoder, kwargs):
   zs2 = run(v, x, jax.random.key(2))[0]
   assert not np.allclose(zs[-1], zs2[-1])  # the 'noise' rng drives the chain
   with pytest.raises(ValueError, match="`z`"):
-    jax.eval_shape(lambda: net.apply(v, x, jnp.ones((T + 1, 4, 10)), method="denoise_each"))
+    jax.eval_shape(lambda v: net.apply(v, x, jnp.ones((T + 1, 4, 10)), method="denoise_each"), v)
   with pytest.raises(ValueError, match="`x`"):
-    jax.eval_shape(lambda: net.apply(v, jnp.ones((4,))))
+    jax.eval_shape(lambda v: net.apply(v, jnp.ones((4,))), v)
+
+
+def test_dt_net_composes_with_a_convnet_encoder():
+  net = noprop.NoPropDTNet(10, num_blocks=T, hidden=8, head=8, encoder=core.ConvNet(8, features=(4,), hidden=()))
+  x = jnp.ones((4, 8, 8, 1))
+  v = jax.eval_shape(net.init, jax.random.key(0), x)
+  assert jax.tree.leaves(nn.unbox(v["params"]["blocks"]["encoder"]["conv_0"]))[0].shape[0] == T
+  out = jax.eval_shape(lambda v: net.apply(v, x, jnp.ones((T, 4, 10)), method="denoise_each"), nn.unbox(v))
+  assert out[0].shape == (T, 4, 10)
 
 
 def test_ct_and_fm_net_parameters_and_errors():
@@ -256,8 +263,11 @@ def test_dt_update_of_a_block_ignores_the_other_blocks(dt_run):
 
 @pytest.mark.parametrize("name,net_cls,kw", [
     ("NoPropDT", noprop.NoPropDTNet, {"num_blocks": T, "embedding": "prototype"}),
-    ("NoPropCT", noprop.NoPropCTNet, {"inference_steps": 3, "sampler": "ancestral"}),
-    ("NoPropFM", noprop.NoPropFMNet, {"inference_steps": 3, "embedding": "learned"}),
+    # CT and FM also train for two steps and evaluate in tests/recipes/test_configs.py (their configs).
+    pytest.param("NoPropCT", noprop.NoPropCTNet, {"inference_steps": 3, "sampler": "ancestral"},
+                 marks=pytest.mark.slow),
+    pytest.param("NoPropFM", noprop.NoPropFMNet, {"inference_steps": 3, "embedding": "learned"},
+                 marks=pytest.mark.slow),
 ])
 def test_procedures_step_jitted_and_sharded(name, net_cls, kw):
   """init / step / evaluate (the inference chain or ODE: a sharded forward) through the trainer's jit over the
