@@ -85,43 +85,42 @@ def test_gat_matches_dense_numpy():
 
 @pytest.mark.parametrize("conv", sorted(gnn.CONVS))
 def test_gnn_shapes_padding_jit_and_vmap(conv):
-  x, edges, mask = _graph(pad=0)
-  xp, edges_p, mask_p = _graph(pad=4)
+  x, edges, _ = _graph(pad=0)
   model = gnn.GNN(num_classes=3, hidden_features=8, conv=conv)
   graph = {"nodes": x, "edges": edges}
-  variables = model.init(jax.random.key(0), graph)
-  out = model.apply(variables, graph)
+  variables = jax.jit(model.init)(jax.random.key(0), graph)
+  apply = jax.jit(model.apply)
+  out = apply(variables, graph)
   assert out.shape == (N, 3) and out.dtype == jnp.float32
-  # Padding edges (mask False) change nothing.
-  padded = model.apply(variables, {"nodes": xp, "edges": edges_p, "edge_mask": mask_p})
-  np.testing.assert_allclose(padded, out, rtol=1e-5, atol=1e-6)
-  # A batch of graphs: batched call == vmap over single graphs == jit.
+  np.testing.assert_allclose(model.apply(variables, graph), out, rtol=1e-5, atol=1e-6)  # jit == no jit
+  # A batch of graphs with padding edges (mask False): graph 0 is `graph` padded, and padding changes nothing.
   graphs = [_graph(seed=s, pad=4) for s in range(3)]
   batch = {"nodes": np.stack([g[0] for g in graphs]), "edges": np.stack([g[1] for g in graphs]),
            "edge_mask": np.stack([g[2] for g in graphs])}
-  batched = model.apply(variables, batch)
+  batched = apply(variables, batch)
   assert batched.shape == (3, N, 3)
-  vmapped = jax.vmap(lambda g: model.apply(variables, g))(batch)
-  jitted = jax.jit(model.apply)(variables, batch)
+  np.testing.assert_allclose(batched[0], out, rtol=1e-5, atol=1e-6)
+  # vmap over single graphs == the batched call.
+  vmapped = jax.jit(jax.vmap(lambda g: model.apply(variables, g)))(batch)
   np.testing.assert_allclose(vmapped, batched, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(jitted, batched, rtol=1e-5, atol=1e-6)
 
 
 def test_embedding_stack_and_bf16():
   x, edges, mask = _graph()
   model = gnn.GNN(num_classes=None, hidden_features=6, num_layers=3, normalize_layer_inputs=True,
                   dtype=jnp.bfloat16)
-  variables = model.init(jax.random.key(0), {"nodes": x, "edges": edges, "edge_mask": mask})
+  graph = {"nodes": x, "edges": edges, "edge_mask": mask}
+  variables = jax.jit(model.init)(jax.random.key(0), graph)
   assert sorted(_params(variables)) == ["layer_0", "layer_1", "layer_2"]
-  out = model.apply(variables, {"nodes": x, "edges": edges, "edge_mask": mask})
+  out = jax.jit(model.apply)(variables, graph)
   assert out.shape == (N, 6) and out.dtype == jnp.bfloat16
   assert float(jnp.min(out)) >= 0.0  # every layer ends in a ReLU without a classifier
 
 
 def test_logical_axis_names():
   x, edges, mask = _graph()
-  variables = gnn.GNN(num_classes=2, hidden_features=8, conv="gat").init(
-      jax.random.key(0), {"nodes": x, "edges": edges})
+  variables = jax.eval_shape(gnn.GNN(num_classes=2, hidden_features=8, conv="gat").init, jax.random.key(0),
+                             {"nodes": x, "edges": edges})
   specs = nn.get_partition_spec(variables)["params"]
   assert tuple(specs["layer_0"]["conv"]["linear"]["kernel"]) == ("embed", "mlp")
   assert tuple(specs["layer_0"]["conv"]["att_src"]) == ("heads", "kv")
@@ -143,8 +142,8 @@ def test_sharded_forward_on_8_devices():
   batch = {"nodes": np.stack([g[0] for g in graphs]), "edges": np.stack([g[1] for g in graphs]),
            "edge_mask": np.stack([g[2] for g in graphs])}
   model = gnn.GNN(num_classes=3, hidden_features=16, conv="gcn")
-  variables = model.init(jax.random.key(0), batch)
-  expected = model.apply(variables, batch)
+  variables = jax.jit(model.init)(jax.random.key(0), batch)
+  expected = jax.jit(model.apply)(variables, batch)
   # A batch of 8 graphs, data parallel over all devices.
   out, _ = _sharded_apply(model, variables, batch, sharding.make_mesh({"data": -1}))
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
@@ -160,7 +159,7 @@ def test_clear_errors():
   x, edges, mask = _graph()
   model = gnn.GNN(num_classes=2, hidden_features=8)
   graph = {"nodes": x, "edges": edges}
-  variables = model.init(jax.random.key(0), graph)
+  variables = jax.eval_shape(model.init, jax.random.key(0), graph)
   with pytest.raises(ValueError, match=r"`edges` must have shape \[edges, pair=2\]"):
     model.apply(variables, {"nodes": x, "edges": edges[:, :1]})
   with pytest.raises(TypeError, match="`edges` must have a integer dtype"):
@@ -176,6 +175,6 @@ def test_clear_errors():
   with pytest.raises(TypeError, match="must be a mapping"):
     model.apply(variables, x)
   with pytest.raises(ValueError, match="multiple of `heads`"):
-    gnn.GATConv(6, heads=4).init(jax.random.key(0), x, edges)
+    jax.eval_shape(gnn.GATConv(6, heads=4).init, jax.random.key(0), x, edges)
   with pytest.raises(ValueError, match="`conv` must be one of"):
-    gnn.GNN(num_classes=2, conv="gin").init(jax.random.key(0), graph)
+    jax.eval_shape(gnn.GNN(num_classes=2, conv="gin").init, jax.random.key(0), graph)
