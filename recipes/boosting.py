@@ -23,12 +23,13 @@ The algorithm (the paper's Algorithm 1), for a loss ``L(y, F)``:
    the output bias ``F_0 + sum_t eta rho_t c_t``: one network with T * J hidden units that computes ``F_T``.
 
 Here the network is kept assembled throughout. The stage's units ``[t J, (t + 1) J)`` of ``BoostedNet`` *are*
-``g_t``'s hidden units and its output rows hold ``g_t``'s raw output weights while it is fitted (``c_t`` is the
-procedure's ``stage_bias``); the units of earlier stages are frozen (``stop_gradient`` inside the loss, so even an
+``g_t``'s hidden units, and its output rows and its intercept row ``stage_bias[t]`` hold ``g_t``'s raw output
+weights while it is fitted; the units of earlier stages are frozen (``stop_gradient`` inside the loss, so even an
 L-BFGS line search cannot move them, and their updates are masked) and the later units are switched off by the
-model's unit mask. When the stage's line search ends, its rows are multiplied by ``eta rho_t``, ``eta rho_t c_t``
-is added to the output bias and its units are switched on: the assembled network equals the boosted sum at every
-stage boundary (``tests/recipes/test_boosting.py`` checks it to 1e-5).
+model's unit mask. When the stage's line search ends, its output rows and intercept are multiplied by
+``eta rho_t`` and its units are switched on: the assembled network equals the boosted sum at every stage boundary
+(``tests/recipes/test_boosting.py`` checks it to 1e-5), and switching off the stages trained last gives the boosted
+sum truncated there.
 
 Phases are state the step reads (a function of the step count; :func:`boosting_schedule`), so the whole algorithm
 runs in the one loop of ``zoo.recipes.train`` (CLI, checkpoints, resume):
@@ -62,11 +63,13 @@ Deviations from the paper and the reference, on purpose:
 Public names:
 
 * :class:`GradientBoosting`: the procedure (``init``/``step``/``evaluate``/``variables``).
-* :class:`BoostingState`: its state (the trainable tree ``params = {'model', 'stage_bias'}``, optimizer state,
-  ``model_state`` with the unit mask, ``stats`` of the running estimate, ``rho [T]``).
+* :class:`BoostingState`: its state (the model's ``params``, optimizer state, ``model_state`` with the unit mask,
+  ``stats`` of the running estimate, ``rho [T]``).
 * :func:`boosting_schedule` ``(num_stages, stage_steps, estimate_steps, trunk_steps) -> [Phase]``.
 * :func:`stage_output` ``(proc, state, x) -> [batch, outputs]``: the current stage's network ``g_t(x)``
   (raw output weights and intercept), e.g. to check the assembly.
+
+The assembled network exports to a plain ``zoo.core.MLP`` with ``zoo.boosted.to_single_network``.
 """
 
 from __future__ import annotations
@@ -122,8 +125,7 @@ class BoostingState(flax.struct.PyTreeNode):
 
   Attributes:
     step: int32 scalar.
-    params: ``{'model': BoostedNet params, 'stage_bias': [outputs]}``, the trainable tree (``stage_bias`` is the
-      intercept ``c_t`` of the stage being fitted).
+    params: the ``BoostedNet``'s parameters.
     opt_state: one optimizer state, fresh at the start of every phase.
     model_state: the model's other collections; ``boosting/mask [T * J]`` marks the units of finished stages.
     rng: PRNG key (``fold_in(rng, step)`` per step).
@@ -232,35 +234,31 @@ class GradientBoosting:
     return (units // self.model.stage_units == stage).astype(jnp.float32)
 
   def _update_mask(self, params, kind, stage):
-    """1.0 on what ``kind`` trains: the trunk and probe (PRETRAIN); stage ``stage``'s units, their output rows and
-    ``stage_bias`` (FIT); nothing otherwise."""
+    """1.0 on what ``kind`` trains: the trunk and probe (PRETRAIN); stage ``stage``'s hidden units, their output
+    rows and its intercept row ``stage_bias[stage]`` (FIT); nothing otherwise."""
     units = self._stage_units(stage)
+    rows = (jnp.arange(self.model.num_stages) == stage).astype(jnp.float32)
     fit, pretrain = (kind == FIT).astype(jnp.float32), (kind == PRETRAIN).astype(jnp.float32)
 
     def mask(path, x):
-      top = _top(path)
-      if top == "stage_bias":
-        return jnp.full_like(x, fit)
-      layer, leaf = _top(path[1:]), _top(path[-1:])
-      if layer == "hidden":  # kernel [in, units], bias [units]
+      top, leaf = _top(path), _top(path[-1:])
+      if top == "hidden":  # kernel [in, units], bias [units]
         return jnp.broadcast_to(units, x.shape).astype(x.dtype) * fit
-      if layer == "readout":  # kernel [units, outputs]; the output bias is set only by the folds
-        return (jnp.broadcast_to(units[:, None], x.shape) * fit if leaf == "kernel" else jnp.zeros_like(x))
+      if top == "readout":  # kernel [units, outputs]; the output bias F_0 is set by the prior phase only
+        return (jnp.broadcast_to(units[:, None], x.shape).astype(x.dtype) * fit if leaf == "kernel"
+                else jnp.zeros_like(x))
+      if top == "stage_bias":  # [T, outputs]
+        return jnp.broadcast_to(rows[:, None], x.shape).astype(x.dtype) * fit
       return jnp.full_like(x, pretrain)  # the trunk and the probe
     return jax.tree_util.tree_map_with_path(mask, params)
 
-  def _apply(self, model_params, model_state, x, method, **kwargs):
-    variables = {"params": model_params, **model_state}
-    return self.model.apply(variables, x, method=method, **kwargs)
+  def _apply(self, params, model_state, x, method, **kwargs):
+    return self.model.apply({"params": params, **model_state}, x, method=method, **kwargs)
 
-  def _ensemble(self, model_params, model_state, h):
-    """``F_{t-1}(x)`` from the hidden activations: the finished units (the mask in ``model_state``)."""
-    return self._apply(model_params, model_state, h, "readout")
-
-  def _stage(self, model_params, model_state, h, stage_bias, stage):
-    """``g_t(x) = h_t W_t + c_t``: the stage's own network (raw output rows and intercept)."""
-    out = self._apply(model_params, model_state, h, "readout", units=self._stage_units(stage))
-    return out - model_params["readout"]["bias"] + stage_bias
+  def _stage(self, params, model_state, h, stage):
+    """``g_t(x) = h_t W_t + c_t``: the stage's own network (its raw output rows and intercept)."""
+    out = self._apply(params, model_state, h, "readout", units=self._stage_units(stage))
+    return out - params["readout"]["bias"]
 
   # ------------------------------------------------------------------------------------------------ protocol
 
@@ -268,9 +266,8 @@ class GradientBoosting:
     params_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
     variables = dict(self.model.init({"params": params_rng, "dropout": dropout_rng},
                                      self.task.inputs(batch), method="init_all"))
-    model_params = variables.pop("params")
+    params = variables.pop("params")
     variables["boosting"] = {"mask": jnp.zeros((self.model.num_units,), jnp.float32)}  # nothing trained yet
-    params = {"model": model_params, "stage_bias": jnp.zeros((self.model.outputs,), jnp.float32)}
     return BoostingState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.optimizer.init(params),
                          model_state=variables, rng=state_rng, stats=self._zero_stats(),
                          rho=jnp.zeros((self.model.num_stages,), jnp.float32))
@@ -291,12 +288,12 @@ class GradientBoosting:
     model_state = state.model_state
     zero = jnp.zeros((), jnp.float32)
 
-    def ensemble_loss(model_params):
-      F = self._apply(model_params, model_state, x, "__call__")
-      return jnp.mean(self.task.loss(F, batch))
+    def ensemble_loss(params):
+      return jnp.mean(self.task.loss(self._apply(params, model_state, x, "__call__"), batch))
 
-    def trained(loss_fn, params):
+    def trained(loss_fn):
       """One optimizer step of ``loss_fn`` on the masked parameters: ``(params, opt_state, loss, grad_norm)``."""
+      params = state.params
       mask = self._update_mask(params, kind, stage)
       frozen = lambda p: jax.tree.map(lambda a, m: jnp.where(m > 0, a, jax.lax.stop_gradient(a)), p, mask)
       value_fn = lambda p: loss_fn(frozen(p))
@@ -307,10 +304,10 @@ class GradientBoosting:
 
     def pretrain(_):
       def loss_fn(params):
-        logits = self.model.apply({"params": params["model"], **model_state}, x, train=True, method="probe",
+        logits = self.model.apply({"params": params, **model_state}, x, train=True, method="probe",
                                   rngs={"dropout": rng})
         return jnp.mean(self.task.loss(logits, batch))
-      params, new_opt, loss, gnorm = trained(loss_fn, state.params)
+      params, new_opt, loss, gnorm = trained(loss_fn)
       return params, new_opt, model_state, stats, state.rho, {"loss": loss, "stage_loss": zero, "grad_norm": gnorm}
 
     def prior(_):
@@ -321,15 +318,12 @@ class GradientBoosting:
         f0 = f0 - jnp.mean(f0)
       else:
         f0 = mean
-      params = state.params
-      model_params = dict(params["model"])
-      readout = dict(model_params["readout"])
+      params = dict(state.params)
+      readout = dict(params["readout"])
       readout["bias"] = jnp.where(last, f0.astype(readout["bias"].dtype), readout["bias"])
-      model_params["readout"] = readout
-      params = {**params, "model": model_params}
-      loss = ensemble_loss(params["model"])
-      return params, opt_state, model_state, new_stats, state.rho, {"loss": loss, "stage_loss": zero,
-                                                                    "grad_norm": zero}
+      params["readout"] = readout
+      return params, opt_state, model_state, new_stats, state.rho, {"loss": ensemble_loss(params),
+                                                                    "stage_loss": zero, "grad_norm": zero}
 
     def fit(_):
       keep = jnp.ones((y.shape[0],), jnp.float32)
@@ -337,48 +331,47 @@ class GradientBoosting:
         keep = jax.random.bernoulli(jax.random.fold_in(rng, 1), self.subsample, (y.shape[0],)).astype(jnp.float32)
 
       def loss_fn(params):
-        h = self._apply(params["model"], model_state, x, "hidden")
-        r, _ = self._residuals(jax.lax.stop_gradient(self._ensemble(params["model"], model_state, h)), y)
-        g = self._stage(params["model"], model_state, h, params["stage_bias"], stage)
+        h = self._apply(params, model_state, x, "hidden")
+        # The finished stages' output F_{t-1} (the mask in model_state): a constant target for this stage.
+        r, _ = self._residuals(jax.lax.stop_gradient(self._apply(params, model_state, h, "readout")), y)
+        g = self._stage(params, model_state, h, stage)
         # sklearn's MLPRegressor loss: half the mean squared error over examples and outputs.
         err = jnp.sum((r - g) ** 2, axis=-1) / y.shape[-1]
         return 0.5 * jnp.sum(err * keep) / jnp.maximum(jnp.sum(keep), 1.0)
 
-      params, new_opt, stage_loss, gnorm = trained(loss_fn, state.params)
-      return params, new_opt, model_state, stats, state.rho, {"loss": ensemble_loss(state.params["model"]),
+      params, new_opt, stage_loss, gnorm = trained(loss_fn)
+      return params, new_opt, model_state, stats, state.rho, {"loss": ensemble_loss(state.params),
                                                               "stage_loss": stage_loss, "grad_norm": gnorm}
 
     def line_search(_):
       params = state.params
-      h = self._apply(params["model"], model_state, x, "hidden")
-      F = self._ensemble(params["model"], model_state, h)
+      h = self._apply(params, model_state, x, "hidden")
+      F = self._apply(params, model_state, h, "readout")
       r, p = self._residuals(F, y)
-      g = self._stage(params["model"], model_state, h, params["stage_bias"], stage).astype(jnp.float32)
+      g = self._stage(params, model_state, h, stage).astype(jnp.float32)
       curvature = 1.0 if p is None else p * (1.0 - p)
       new_stats = {**stats, "num": stats["num"] + jnp.sum(r * g), "den": stats["den"] + jnp.sum(g * g * curvature)}
       rho = jnp.where(new_stats["den"] > 0, new_stats["num"] / jnp.maximum(new_stats["den"], 1e-30), 0.0)
-      step_len = self.shrinkage * rho
+      step_len = jnp.where(last, self.shrinkage * rho, 1.0)
       units = self._stage_units(stage)
-      model_params = dict(params["model"])
-      readout = dict(model_params["readout"])
-      kernel, bias = readout["kernel"], readout["bias"]
-      scale = jnp.where(units > 0, step_len, 1.0)[:, None]
-      readout["kernel"] = jnp.where(last, kernel * scale.astype(kernel.dtype), kernel)
-      readout["bias"] = jnp.where(last, bias + (step_len * params["stage_bias"]).astype(bias.dtype), bias)
-      model_params["readout"] = readout
-      new_params = {"model": model_params,
-                    "stage_bias": jnp.where(last, jnp.zeros_like(params["stage_bias"]), params["stage_bias"])}
+      rows = jnp.arange(self.model.num_stages) == stage
+      params = dict(params)
+      readout = dict(params["readout"])
+      readout["kernel"] = readout["kernel"] * jnp.where(units > 0, step_len, 1.0)[:, None].astype(
+          readout["kernel"].dtype)
+      params["readout"] = readout
+      params["stage_bias"] = params["stage_bias"] * jnp.where(rows, step_len, 1.0)[:, None].astype(
+          params["stage_bias"].dtype)
       new_state = dict(model_state)
       mask = model_state["boosting"]["mask"]
       new_state["boosting"] = {**model_state["boosting"], "mask": jnp.where(last, jnp.maximum(mask, units), mask)}
       new_rho = jnp.where(last, state.rho.at[stage].set(rho), state.rho)
-      loss = jnp.mean(self.task.loss(F, batch))
-      return new_params, opt_state, new_state, new_stats, new_rho, {"loss": loss, "stage_loss": zero,
-                                                                    "grad_norm": zero}
+      return params, opt_state, new_state, new_stats, new_rho, {"loss": jnp.mean(self.task.loss(F, batch)),
+                                                               "stage_loss": zero, "grad_norm": zero}
 
     def done(_):
       return state.params, opt_state, model_state, stats, state.rho, {
-          "loss": ensemble_loss(state.params["model"]), "stage_loss": zero, "grad_norm": zero}
+          "loss": ensemble_loss(state.params), "stage_loss": zero, "grad_norm": zero}
 
     params, opt_state, model_state, stats, rho, metrics = jax.lax.switch(
         kind, [pretrain, prior, fit, line_search, done], None)
@@ -391,7 +384,7 @@ class GradientBoosting:
 
   def variables(self, state: BoostingState):
     """The assembled network: ``{'params', 'boosting': {'mask'}, ...}`` (finished units switched on)."""
-    return {"params": state.params["model"], **state.model_state}
+    return {"params": state.params, **state.model_state}
 
   def evaluate(self, state: BoostingState, batch):
     outputs = self.model.apply(self.variables(state), self.task.inputs(batch))
@@ -401,6 +394,5 @@ class GradientBoosting:
 def stage_output(proc: GradientBoosting, state: BoostingState, x) -> jax.Array:
   """``g_t(x)``, the network of the stage being fitted at ``state.step`` (raw output weights, intercept ``c_t``)."""
   _, _, _, stage = proc.phase_at(state.step)
-  model_params = state.params["model"]
-  h = proc._apply(model_params, state.model_state, x, "hidden")  # pylint: disable=protected-access
-  return proc._stage(model_params, state.model_state, h, state.params["stage_bias"], stage)  # pylint: disable=protected-access
+  h = proc._apply(state.params, state.model_state, x, "hidden")  # pylint: disable=protected-access
+  return proc._stage(state.params, state.model_state, h, stage)  # pylint: disable=protected-access

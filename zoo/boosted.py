@@ -6,22 +6,26 @@ github.com/GAA-UAM/GBNN (``GNEGNE``, ``to_NN``). The training procedure is ``zoo
 
 GBNN reads a one-hidden-layer network as an additive expansion ``F(x) = b + sum_u v_u sigma(w_u . phi(x) + a_u)``
 and trains it as gradient boosting does: stage ``t`` fits a fresh J-unit network to the pseudo-residuals of the
-stages before it, and its output weights, scaled by the shrinkage and the line-search step, become rows of the
-final output layer. :class:`BoostedNet` holds that final network at every point of training:
+stages before it, and its output weights and intercept, scaled by the shrinkage and the line-search step, become
+rows of the final output layer. :class:`BoostedNet` holds that final network at every point of training:
 
-    phi = trunk(x)                        # any zoo model ([batch, features]); flattened x when there is none
-    h   = sigma(phi W_hidden + a)         # [batch, T * J], sigma the logistic function (the paper's)
-    F   = (h * mask) W_out + b            # [batch, outputs]
+    phi = trunk(x)                                   # any zoo model ([batch, features]); flattened x without one
+    h   = sigma(phi W_hidden + a)                    # [batch, T * J], sigma the logistic function (the paper's)
+    F   = (h * mask) W_out + b + sum_t on_t c_t      # [batch, outputs]
 
-``mask [T * J]`` switches units on and off. It is the variable ``('boosting', 'mask')`` (all ones at
-initialisation, so a freshly built model is an ordinary dense network that backprop can train as the baseline), or
-the ``units`` argument of a call: a float mask ``[T * J]`` or an int n (the first n units, i.e. switching off the
-units trained last, the paper's speed/accuracy knob). Units ``[t J, (t + 1) J)`` belong to stage ``t``.
+``mask [T * J]`` switches units on and off, and ``on_t`` is 1 for a stage with any unit on. ``b`` is the constant
+model ``F_0`` and ``c_t`` (``stage_bias [T, outputs]``) stage t's own intercept, kept apart so that switching off
+the stages trained last gives exactly the boosted sum truncated there (the reference's ``staged_score``); with every
+unit on, ``b + sum_t c_t`` is the single bias of the assembled network (:func:`to_single_network`). The mask is the
+variable ``('boosting', 'mask')`` (all ones at initialisation, so a freshly built model is an ordinary dense network
+that backprop can train as the baseline), or the ``units`` argument of a call: a float mask ``[T * J]`` or an int n
+(the first n units, i.e. switching off the units trained last, the paper's speed/accuracy knob). Units
+``[t J, (t + 1) J)`` belong to stage ``t``.
 
 The hidden kernel of each stage is initialised like the reference's fresh ``MLPRegressor(hidden=(J,),
-activation='logistic')`` (Glorot uniform with gain 2 over the stage's own fan-in/fan-out,
-``U(+-sqrt(2 / (fan_in + J)))``, and the same for the output rows, ``U(+-sqrt(2 / (J + outputs)))``), so every stage
-starts as the reference's independent network does.
+activation='logistic')`` (sklearn's Glorot uniform for the logistic function over the stage's own fan-in/fan-out,
+``U(+-sqrt(2 / (fan_in + J)))``, for the hidden weights and biases, and ``U(+-sqrt(2 / (J + outputs)))`` for the
+output rows), so every stage starts as the reference's independent network does.
 
 Public names:
 
@@ -29,6 +33,8 @@ Public names:
   ``__call__(x, *, train=False, units=None) -> [batch, outputs]``; methods ``features(x) -> [batch, f]``,
   ``hidden(x) -> [batch, T * J]``, ``readout(h, units=None) -> [batch, outputs]`` and ``probe(x) -> [batch,
   outputs]`` (a linear classifier on the trunk's features, used only to pre-train the trunk).
+* :func:`to_single_network` ``(model, variables) -> (core.MLP, variables)``: the assembled network (without a
+  trunk) as a plain ``zoo.core.MLP((T * J, outputs))`` with the masked units' rows zeroed and one bias.
 * :func:`unit_mask` ``(units, num_units) -> [num_units]``: a float mask from an int count or a mask.
 * :func:`stage_slice` ``(stage, stage_units) -> slice``: the units of one stage.
 """
@@ -48,7 +54,7 @@ import jax.numpy as jnp
 from zoo import registry
 from zoo.layers import check_shape, dense, partitioned
 
-__all__ = ["BoostedNet", "stage_slice", "unit_mask"]
+__all__ = ["BoostedNet", "stage_slice", "to_single_network", "unit_mask"]
 
 Dtype = Any
 
@@ -156,6 +162,9 @@ class BoostedNet(nn.Module):
     # The output bias starts at 0: the procedure sets it to the constant model F_0 before the first stage.
     self.readout_layer = _StageDense(self.outputs, self.outputs, ("mlp", "classes"), fan_in=self.stage_units,
                                      init_bias=False, dtype=self.dtype, param_dtype=self.param_dtype, name="readout")
+    # The stages' own output intercepts c_t, one row per stage (0 at initialisation).
+    self.stage_bias = self.param("stage_bias", partitioned(nn.initializers.zeros_init(), (None, "classes")),
+                                 (self.num_stages, self.outputs), self.param_dtype)
     self.probe_layer = dense(self.outputs, axes=("embed", "classes"), dtype=self.dtype, param_dtype=self.param_dtype,
                              name="probe")
 
@@ -186,10 +195,13 @@ class BoostedNet(nn.Module):
     return self._act()(self.hidden_layer(self.features(x, train=train)))
 
   def readout(self, h, units=None):
-    """``(h * mask) W_out + b``: ``h [batch, T * J]`` -> ``[batch, outputs]``; ``units`` as in ``__call__``."""
+    """``(h * mask) W_out + b + stage_on C``: ``h [batch, T * J]`` -> ``[batch, outputs]``; ``units`` as in
+    ``__call__``. ``stage_on [T]`` is 1 for a stage with any unit switched on."""
     check_shape(h, "h", "batch units", where="BoostedNet", dtype="floating", units=self.num_units)
     mask = self.mask.value if units is None else unit_mask(units, self.num_units)
-    return self.readout_layer(h * mask.astype(h.dtype))
+    stage_on = jnp.max(mask.reshape(self.num_stages, self.stage_units), axis=-1)
+    out = self.readout_layer(h * mask.astype(h.dtype))
+    return out + jnp.dot(stage_on.astype(out.dtype), self.stage_bias.astype(out.dtype))
 
   def probe(self, x, *, train: bool = False):
     """A linear map of the trunk's features to ``[batch, outputs]``, to pre-train the trunk before boosting."""
@@ -202,3 +214,23 @@ class BoostedNet(nn.Module):
 
   def __call__(self, x, *, train: bool = False, units=None):
     return self.readout(self.hidden(x, train=train), units)
+
+
+def to_single_network(model: BoostedNet, variables) -> tuple[nn.Module, dict[str, Any]]:
+  """The assembled ``BoostedNet`` (no trunk) as ``zoo.core.MLP((T * J, outputs))`` and its variables.
+
+  The output rows of switched-off units are zeroed and the bias is ``b + sum_t on_t c_t``, so the MLP computes
+  what ``model.apply(variables, x)`` does.
+  """
+  from zoo import core  # pylint: disable=g-import-not-at-top
+  if model.trunk is not None:
+    raise ValueError("to_single_network: the BoostedNet has a trunk; export its head by hand (trunk + MLP).")
+  params = nn.unbox(variables["params"])
+  mask = jnp.asarray(variables.get("boosting", {}).get("mask", jnp.ones((model.num_units,))), jnp.float32)
+  stage_on = jnp.max(mask.reshape(model.num_stages, model.stage_units), axis=-1)
+  readout = params["readout"]
+  mlp = core.MLP((model.num_units, model.outputs), activation=model.activation)
+  mlp_params = {"dense_0": dict(params["hidden"]),
+                "dense_1": {"kernel": readout["kernel"] * mask[:, None].astype(readout["kernel"].dtype),
+                            "bias": readout["bias"] + stage_on @ params["stage_bias"]}}
+  return mlp, {"params": mlp_params}

@@ -74,7 +74,7 @@ def test_boosted_net_shapes_jit_vmap_and_unit_masks():
   model = boosted.BoostedNet(3, num_stages=4, stage_units=2)
   x = jnp.asarray(_data(8)["x"])
   v = jax.jit(model.init)(jax.random.key(0), x)
-  assert set(v["params"]) == {"hidden", "readout"}  # the probe is created only by init_all
+  assert set(v["params"]) == {"hidden", "readout", "stage_bias"}  # the probe is created only by init_all
   assert nn.get_partition_spec(v)["params"]["hidden"]["kernel"] == jax.sharding.PartitionSpec("embed", "mlp")
   v = nn.unbox(v)
   np.testing.assert_array_equal(v["boosting"]["mask"], np.ones(8))  # a fresh model is a plain dense network
@@ -112,7 +112,7 @@ def test_boosted_net_composes_with_zoo_trunks(trunk):
   model = boosted.BoostedNet(10, num_stages=3, stage_units=2, trunk=trunk)
   x = jnp.ones((4, 8, 8, 1))
   v = jax.eval_shape(lambda: model.init(jax.random.key(0), x, method="init_all"))
-  assert set(v["params"]) == {"trunk", "hidden", "probe", "readout"}
+  assert set(v["params"]) == {"trunk", "hidden", "probe", "readout", "stage_bias"}
   assert v["params"]["hidden"]["kernel"].value.shape == (8, 6)
   v = nn.unbox(v)
   assert jax.eval_shape(lambda v: model.apply(v, x), v).shape == (4, 10)
@@ -184,7 +184,7 @@ def test_earlier_and_later_units_stay_frozen_while_a_stage_is_fitted(cls_run):
   proc, _, states, metrics = cls_run
   start, end = 1 + (STAGE_STEPS + 1), 1 + 2 * (STAGE_STEPS + 1) - 1  # stage 1's fit steps: states[start .. end]
   before, after = states[start], states[end]
-  p0, p1 = before.params["model"], after.params["model"]
+  p0, p1 = before.params, after.params
   for name in ("hidden",):
     k0, k1 = p0[name]["kernel"], p1[name]["kernel"]
     np.testing.assert_array_equal(k0[:, _units(0)], k1[:, _units(0)])  # stage 0: finished, frozen
@@ -195,13 +195,15 @@ def test_earlier_and_later_units_stay_frozen_while_a_stage_is_fitted(cls_run):
   np.testing.assert_array_equal(r0[_units(2)], r1[_units(2)])
   assert not np.allclose(r0[_units(1)], r1[_units(1)])
   np.testing.assert_array_equal(p0["readout"]["bias"], p1["readout"]["bias"])
-  assert not np.allclose(before.params["stage_bias"], after.params["stage_bias"])
+  np.testing.assert_array_equal(np.asarray(p0["stage_bias"])[[0, 2]], np.asarray(p1["stage_bias"])[[0, 2]])
+  assert not np.allclose(p0["stage_bias"][1], p1["stage_bias"][1])
   np.testing.assert_array_equal(after.model_state["boosting"]["mask"], [1, 1, 0, 0, 0, 0])
   assert all(float(m["phase"]) == boosting.FIT for m in metrics[start:end])
   # Every later step leaves stage 0's units bit-identical (the folds only touch their own stage's rows).
   for s in states[start:]:
-    np.testing.assert_array_equal(s.params["model"]["hidden"]["kernel"][:, _units(0)], k0[:, _units(0)])
-    np.testing.assert_array_equal(s.params["model"]["readout"]["kernel"][_units(0)], r0[_units(0)])
+    np.testing.assert_array_equal(s.params["hidden"]["kernel"][:, _units(0)], k0[:, _units(0)])
+    np.testing.assert_array_equal(s.params["readout"]["kernel"][_units(0)], r0[_units(0)])
+    np.testing.assert_array_equal(s.params["stage_bias"][0], p0["stage_bias"][0])
 
 
 @pytest.mark.parametrize("which", ["cls_run", "reg_run"])
@@ -218,7 +220,9 @@ def test_assembled_network_equals_the_boosted_sum_at_every_stage(which, request)
     f_after = proc.model.apply(proc.variables(after), x)
     np.testing.assert_allclose(f_after, f_before + proc.shrinkage * rho * g, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(after.model_state["boosting"]["mask"], np.arange(T * J) < (stage + 1) * J)
-    np.testing.assert_array_equal(after.params["stage_bias"], 0.0)
+    # Switching off the later stages gives back the truncated sums: F_{t-1} from the final network.
+    np.testing.assert_allclose(proc.model.apply(proc.variables(states[-1]), x, units=stage * J), f_before,
+                               rtol=1e-5, atol=1e-5)
   # After the last stage the network holds T * J units and the step changes nothing.
   final, extra = states[-2], states[-1]
   assert float(jnp.sum(final.model_state["boosting"]["mask"])) == T * J
@@ -226,11 +230,21 @@ def test_assembled_network_equals_the_boosted_sum_at_every_stage(which, request)
     np.testing.assert_array_equal(a, b)
 
 
+def test_assembled_network_exports_to_a_plain_mlp(cls_run):
+  proc, batch, states, _ = cls_run
+  for state in (states[-1], states[1 + 2 * (STAGE_STEPS + 1)]):  # all stages, and two of three
+    mlp, variables = boosted.to_single_network(proc.model, proc.variables(state))
+    np.testing.assert_allclose(mlp.apply(variables, batch["x"]), proc.model.apply(proc.variables(state), batch["x"]),
+                               rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="trunk"):
+    boosted.to_single_network(boosted.BoostedNet(3, trunk=core.MLP((4,))), {})
+
+
 def test_prior_is_the_constant_minimiser(cls_run, reg_run):
   _, batch, states, _ = reg_run
-  np.testing.assert_allclose(states[1].params["model"]["readout"]["bias"], [batch["y"].mean()], rtol=1e-5)
+  np.testing.assert_allclose(states[1].params["readout"]["bias"], [batch["y"].mean()], rtol=1e-5)
   _, batch, states, _ = cls_run
-  bias = np.asarray(states[1].params["model"]["readout"]["bias"])
+  bias = np.asarray(states[1].params["readout"]["bias"])
   freq = np.bincount(np.asarray(batch["label"]), minlength=3) / len(batch["label"])
   np.testing.assert_allclose(jax.nn.softmax(bias), freq, rtol=1e-4)
 
@@ -271,14 +285,13 @@ def test_pretrain_phase_trains_the_trunk_then_freezes_it():
   proc = boosting.GradientBoosting(model=model, task=tasks.Classification(input_key="x"), optimizer=optax.adam(0.05),
                                    stage_steps=3, trunk_steps=3, subsample=0.5)
   proc, _, states, _ = _run(proc, _jnp(_data()))
-  trunk = lambda s: jax.tree.leaves(s.params["model"]["trunk"])
+  trunk = lambda s: jax.tree.leaves(s.params["trunk"])
   changed = [not np.allclose(a, b) for a, b in zip(trunk(states[0]), trunk(states[3]))]
   assert all(changed)
   for s in states[3:]:
     for a, b in zip(trunk(states[3]), trunk(s)):
       np.testing.assert_array_equal(a, b)
-  np.testing.assert_array_equal(states[3].params["model"]["hidden"]["kernel"], states[0].params["model"]["hidden"]
-                                ["kernel"])
+  np.testing.assert_array_equal(states[3].params["hidden"]["kernel"], states[0].params["hidden"]["kernel"])
 
 
 @pytest.mark.slow  # compiling the zoom line search inside the step takes a while on a loaded CPU
