@@ -5,8 +5,13 @@ real (sklearn digits) or planted data, each against a baseline. All training goe
 Measured on this machine (2 CPU cores; see the issue note for the seeds tried):
 
 (a) Copy-first-token after T distractors (8 symbols, chance 0.125), width 32, Adam 1e-2, 1000 steps of 64, T=25:
-    LSTM 0.999-1.0, GRU 1.0, Elman RNN 0.10-0.13 (seeds 0-2). The slow test repeats it at T=40 (width 64, 3000
-    steps), the PAPERS.md setting: LSTM 1.0 (it needs ~1800 steps there), GRU 1.0, Elman at chance.
+    LSTM 0.999-1.0, GRU 1.0, Elman RNN 0.10-0.13 (seeds 0-2). The slow test runs the PAPERS.md length T=40 (width
+    64, 3000 steps, seeds 0-2): GRU learns it with every seed (within ~300 steps), Elman never, but the LSTM with the
+    prescribed forget-gate bias of 1 is seed-dependent there: its loss sits at ln 8 for 1000+ steps, then drops
+    to 0 or stalls at ln 4. On the test's 10k training sequences seeds 0-2 give 1.0, 1.0, 0.374 (GRU 1.0 x3,
+    Elman 0.11-0.15); on 20k sequences it learned with 1/3 seeds, and 1/3 with gradient clipping at 1, 2/3 with
+    batch 128, 1/3 with Adam 3e-3 for 4000 steps, 2/3 with forget bias 2 (failed runs end at 0.10-0.37). PAPERS.md's "LSTM >= 90% within 2k steps at T=40" holds only for some
+    seeds here; the slow test asserts GRU with every seed, LSTM with at least one, Elman with none.
 (b) Autoencoder anomaly detection, trained on normal data only:
     (i) digits: trained on classes 0-4, held-out classes 5-9 of the test split are the anomalies. ROC-AUC of
         ||x - x_hat||^2: AE (64-8-64) 0.971-0.984 over 4 seeds; PCA with 8 components 0.928; distance to the
@@ -50,22 +55,27 @@ def _copy_first_accuracy(model_cls, *, length, width, steps, mesh, seed=0):
   return result.metrics["accuracy"]
 
 
-def _check_gating_beats_vanishing_gradients(length, width, steps, mesh, elman_max):
-  acc = {cls.__name__: _copy_first_accuracy(cls, length=length, width=width, steps=steps, mesh=mesh)
+def test_gated_rnns_remember_the_first_token_where_elman_forgets(single_device_mesh):
+  acc = {cls.__name__: _copy_first_accuracy(cls, length=25, width=32, steps=1000, mesh=single_device_mesh)
          for cls in (core.LSTM, core.GRU, core.ElmanRNN)}
-  print(f"copy-first T={length}: test accuracy {acc} (chance {1 / NUM_SYMBOLS:.3f})")
+  print(f"copy-first T=25: test accuracy {acc} (chance {1 / NUM_SYMBOLS:.3f})")
   assert acc["LSTM"] >= 0.9, acc
   assert acc["GRU"] >= 0.9, acc
-  assert acc["ElmanRNN"] <= elman_max, acc
-
-
-def test_gated_rnns_remember_the_first_token_where_elman_forgets(single_device_mesh):
-  _check_gating_beats_vanishing_gradients(length=25, width=32, steps=1000, mesh=single_device_mesh, elman_max=0.3)
+  assert acc["ElmanRNN"] <= 0.3, acc
 
 
 @pytest.mark.slow
 def test_gated_rnns_remember_the_first_token_over_40_distractors(single_device_mesh):
-  _check_gating_beats_vanishing_gradients(length=40, width=64, steps=3000, mesh=single_device_mesh, elman_max=0.4)
+  # At T=40 the LSTM with forget-gate bias 1 escapes the ln(8) plateau only with some seeds within 3000 steps
+  # (see the module docstring), so the claim checked is: GRU always, LSTM with at least one of three seeds,
+  # Elman never.
+  acc = {cls.__name__: [_copy_first_accuracy(cls, length=40, width=64, steps=3000, mesh=single_device_mesh, seed=s)
+                        for s in range(3)]
+         for cls in (core.LSTM, core.GRU, core.ElmanRNN)}
+  print(f"copy-first T=40, seeds 0-2: test accuracy {acc} (chance {1 / NUM_SYMBOLS:.3f})")
+  assert min(acc["GRU"]) >= 0.9, acc
+  assert max(acc["LSTM"]) >= 0.9, acc
+  assert max(acc["ElmanRNN"]) <= 0.4, acc
 
 
 def _pca_residual(train_x, test_x, components):
