@@ -384,9 +384,10 @@ class Hopfield(_HopfieldOptions):
     rng = self.make_rng("dropout") if dropout > 0.0 else None
     out = attention(xi, keys, values, scale=beta, mask=mask, dropout_rate=dropout, dropout_rng=rng)
     if self.is_mutable_collection("intermediates"):
+      # For analysis only: the weights the attention call above used, [batch, heads, q, n].
+      full_mask = None if mask is None else jnp.broadcast_to(mask, (out_batch, self.num_heads, q_len, n))
       self.sow("intermediates", "association",
-               association(xi.transpose(0, 2, 1, 3), keys.transpose(0, 2, 1, 3), beta=beta,
-                           mask=None if mask is None else jnp.broadcast_to(mask, (out_batch, self.num_heads, q_len, n))))
+               association(xi.transpose(0, 2, 1, 3), keys.transpose(0, 2, 1, 3), beta=beta, mask=full_mask))
     if self.disable_out_projection:
       return out.reshape(*out.shape[:2], self.num_heads * pattern_dim)
     features = self.features or state.shape[-1]

@@ -33,9 +33,9 @@ def get_config():
   c.optimizer.schedule = "warmup_cosine"
   c.optimizer.warmup_steps = 100
   c.optimizer.kwargs.weight_decay = 0.05
-  c.steps = 1500
-  c.log_every = 100
-  c.eval_every = 500
-  c.checkpoint_every = 500
+  c.steps = 1000
+  c.log_every = 50
+  c.eval_every = 250
+  c.checkpoint_every = 250
   c.seed = 0
   return c
