@@ -22,8 +22,8 @@ Datasets (``zoo.recipes.data.load(name, **kwargs)``):
 * ``sbm``: planted-partition stochastic block models: ``num_blocks`` communities of ``block_size`` nodes, an edge
   inside a community with probability ``p_in`` and across with ``p_out``; features are the community's mean
   (a random Gaussian vector of norm ``signal``) plus unit Gaussian noise per dimension, so features alone are
-  informative but noisy and neighbourhood averaging helps. ``num_graphs`` independent graphs (a batch of graphs
-  shards over the data-parallel mesh).
+  informative but noisy and neighbourhood averaging helps. ``num_graphs`` independent graphs with the same
+  community means (a batch of graphs shards over the data-parallel mesh).
 
 Labelled/validation nodes are a stratified random ``train_fraction``/``val_fraction`` of every class (at least one
 node per class each); the rest are test nodes.
@@ -96,21 +96,26 @@ def karate_club(seed: int = 0, train_fraction: float = 0.25, val_fraction: float
 
 
 def planted_partition(rng: np.random.Generator, *, num_blocks: int, block_size: int, p_in: float, p_out: float,
-                      num_features: int, signal: float):
-  """One SBM graph: ``(nodes [n, f], undirected edges [m, 2], labels [n])``."""
+                      num_features: int, signal: float, means: np.ndarray | None = None):
+  """One SBM graph: ``(nodes [n, f], undirected edges [m, 2], labels [n], class means [blocks, f])``.
+
+  ``means`` (drawn here if None) are the communities' feature means; the graphs of one dataset share them, so a
+  class means the same thing in every graph.
+  """
   n = num_blocks * block_size
   labels = np.repeat(np.arange(num_blocks), block_size).astype(np.int32)
   same = labels[:, None] == labels[None, :]
   prob = np.where(same, p_in, p_out)
   upper = np.triu(rng.random((n, n)) < prob, k=1)
   undirected = np.argwhere(upper).astype(np.int32)
-  means = rng.normal(size=(num_blocks, num_features))
-  means *= signal / np.linalg.norm(means, axis=1, keepdims=True)
+  if means is None:
+    means = rng.normal(size=(num_blocks, num_features))
+    means *= signal / np.linalg.norm(means, axis=1, keepdims=True)
   nodes = means[labels] + rng.normal(size=(n, num_features))
-  return nodes.astype(np.float32), undirected, labels
+  return nodes.astype(np.float32), undirected, labels, means
 
 
-@data.register("sbm", version="1.0.0")
+@data.register("sbm", version="1.1.0")
 def sbm(seed: int = 0, num_blocks: int = 4, block_size: int = 60, p_in: float = 0.08, p_out: float = 0.008,
         num_features: int = 16, signal: float = 1.5, train_fraction: float = 0.2, val_fraction: float = 0.1,
         num_graphs: int = 1) -> data.Generated:
@@ -121,10 +126,11 @@ def sbm(seed: int = 0, num_blocks: int = 4, block_size: int = 60, p_in: float = 
   if not (0 <= p_out <= 1 and 0 <= p_in <= 1):
     raise ValueError(f"sbm: p_in and p_out must be probabilities; got {p_in}, {p_out}.")
   rng = np.random.default_rng(seed)
-  graphs = []
+  graphs, means = [], None
   for _ in range(num_graphs):
-    nodes, undirected, labels = planted_partition(rng, num_blocks=num_blocks, block_size=block_size, p_in=p_in,
-                                                  p_out=p_out, num_features=num_features, signal=signal)
+    nodes, undirected, labels, means = planted_partition(
+        rng, num_blocks=num_blocks, block_size=block_size, p_in=p_in, p_out=p_out, num_features=num_features,
+        signal=signal, means=means)
     train, val, test = _stratified_masks(labels, train_fraction, val_fraction, rng)
     graphs.append({"nodes": nodes, "edges": _both_directions(undirected), "labels": labels, "train": train,
                    "val": val, "test": test})

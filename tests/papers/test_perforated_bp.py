@@ -1,0 +1,112 @@
+"""Effect test: "Perforated Backpropagation: A Neuroscience Inspired Extension to Artificial Neural Networks"
+(Brenner & Itti, 2025, arXiv 2501.18018).
+
+Claim: after a network is trained to a plateau, adding Dendrite Nodes trained to correlate with the neurons'
+remaining error (then frozen, with the neurons trained again) improves the network at the same neuron count, beyond
+what more training of the original network gives.
+
+Protocol (paired, so the only difference is the dendrites): ``zoo.dendrites.Perforated(core.MLP(...))`` trained
+(a) with backprop for all steps (its dendrites are never switched in: the original network trained longer) and (b)
+with ``zoo.recipes.perforated.PerforatedBackprop``: the same first neuron phase (same initialisation and batches),
+one dendrite phase, one neuron phase. Adam, batch 128.
+
+Measured (this machine):
+
+* ``function_fitting`` ``exp_sin`` (``exp(sin(pi x) + y^2)`` on [-1, 1]^2, 1000 training points, the default test):
+  MLP 2-4-1, lr 1e-2, 3000 + 1000 + 2000 steps. Test MSE after the first phase 0.171 / 0.194 (seeds 0 / 1), the
+  original network trained 6000 steps 0.168 / 0.192 (a plateau), the perforated network 0.069 / 0.080, i.e. 0.41x.
+  The correlation S of the dendrites rises from 0.10 to 1.01 (seed 0) during the dendrite phase.
+* sklearn digits, MLP 64-4-10 (underfitting), lr 3e-3, 3000 + 1000 + 2000 steps: test accuracy 0.849 / 0.860 trained
+  longer, 0.858 / 0.867 perforated (+0.009 / +0.007).
+* sklearn digits, MLP 64-8-10 (PAPERS.md's setting), lr 3e-3, 3000 + 500 + 2000 (x2 cycles): 0.956 / 0.953 / 0.947
+  trained longer and exactly the same perforated (seeds 0-2).
+
+What holds: with the neurons at a plateau and training error left, dendrites cut the error a lot (regression) or a
+little (digits, 4 hidden units); the neurons never receive dendrite-phase gradients and the correlation rises (unit
+tests in ``tests/recipes/test_perforated.py``). What did not reproduce: PAPERS.md's ">= 2 points on digits with
+64-8-10": that network reaches 100% training accuracy, so there is no remaining error for dendrites to correlate
+with; perforated and longer training end at the same test accuracy.
+"""
+
+import functools
+
+import numpy as np
+import optax
+import pytest
+
+from zoo import core, dendrites
+from zoo.recipes import data
+from zoo.recipes import perforated as pf
+from zoo.recipes import tasks, train
+
+
+@functools.cache
+def _data(name, **kwargs):
+  sources, _ = data.load(name, **kwargs)
+  return sources["train"].arrays, sources["test"].arrays
+
+
+def _paired(model, train_set, test_set, task, mesh, *, lr, neuron_steps, dendrite_steps, cycle_neuron_steps,
+            num_cycles, seed):
+  total = neuron_steps + num_cycles * (dendrite_steps + cycle_neuron_steps)
+  common = dict(task=task, batch_size=128, eval_data=test_set, mesh=mesh, seed=seed, optimizer=optax.adam(lr),
+                steps=total)
+  longer = train.fit(model, train_set, log_every=500, **common)
+  perforated = train.fit(model, train_set, log_every=100, procedure=pf.PerforatedBackprop,
+                         procedure_kwargs=dict(neuron_steps=neuron_steps, dendrite_steps=dendrite_steps,
+                                               cycle_neuron_steps=cycle_neuron_steps, num_cycles=num_cycles),
+                         **common)
+  return longer, perforated
+
+
+def _regression(mesh, seed):
+  train_set, test_set = _data("function_fitting", formula="exp_sin")
+  model = dendrites.Perforated(core.MLP(features=(4, 1)), num_dendrites=1)
+  return _paired(model, train_set, test_set, tasks.Regression(), mesh, lr=1e-2, neuron_steps=3000,
+                 dendrite_steps=1000, cycle_neuron_steps=2000, num_cycles=1, seed=seed)
+
+
+def test_dendrites_beat_training_longer_at_a_plateau(single_device_mesh):
+  longer, perforated = _regression(single_device_mesh, seed=0)
+  losses = {h["step"]: h["train/loss"] for h in longer.history}
+  print("exp_sin seed 0: longer", longer.metrics["loss"], "perforated", perforated.metrics["loss"])
+  # The original network is at a plateau: its last 3000 steps barely move the training loss (measured -2%).
+  assert losses[6000] > 0.9 * losses[3000]
+  # Same neurons: the perforated network is the same MLP plus dendrites (one per neuron, 4 + 1 of them).
+  assert longer.variables["params"]["base"].keys() == perforated.variables["params"]["base"].keys()
+  assert int(perforated.variables["perforation"]["active"]) == 1
+  # The dendrites' correlation with the remaining error rises during their phase (measured 0.10 -> 1.01).
+  correlation = [h["train/correlation"] for h in perforated.history if h["train/phase"] == 1.0]
+  assert correlation[-1] > 3 * correlation[0] > 0
+  # The claim: measured test MSE 0.069 vs 0.168 (0.41x).
+  assert perforated.metrics["loss"] < 0.7 * longer.metrics["loss"]
+
+
+@pytest.mark.slow
+def test_regression_over_seeds(single_device_mesh):
+  ratios = []
+  for seed in range(3):
+    longer, perforated = _regression(single_device_mesh, seed)
+    ratios.append(perforated.metrics["loss"] / longer.metrics["loss"])
+  print("exp_sin MSE ratios perforated / longer:", np.round(ratios, 3))
+  assert max(ratios) < 0.8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hidden", [4, 8])
+def test_digits_what_holds(hidden, single_device_mesh):
+  train_set, test_set = _data("digits")
+  model = dendrites.Perforated(core.MLP(features=(hidden, 10)), num_dendrites=1)
+  gains, train_accuracy = [], []
+  for seed in range(2):
+    longer, perforated = _paired(model, train_set, test_set, tasks.Classification(), single_device_mesh, lr=3e-3,
+                                 neuron_steps=3000, dendrite_steps=1000, cycle_neuron_steps=2000, num_cycles=1,
+                                 seed=seed)
+    gains.append(perforated.metrics["accuracy"] - longer.metrics["accuracy"])
+    train_accuracy.append(longer.evaluate(train_set)["accuracy"])
+  print(f"digits 64-{hidden}-10: gains {np.round(gains, 4)}, train accuracy trained longer {np.round(train_accuracy, 4)}")
+  if hidden == 4:  # underfitting: a small, consistent gain (measured +0.009, +0.007)
+    assert min(gains) > 0
+  else:  # the network fits its training set: no remaining error, no gain (PAPERS.md's +2 points does not hold)
+    assert min(train_accuracy) > 0.99
+    assert max(abs(g) for g in gains) < 0.02
