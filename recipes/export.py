@@ -73,7 +73,8 @@ def _config_dict(d):
 
 def main(argv) -> None:
   del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import flags, logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.WARNING)
   f = flags.FLAGS
   print(export(f.workdir, f.name, f.out))
 
