@@ -5,7 +5,7 @@ Forward-propagation" (2025), arXiv:2503.24322. The networks, the class embedding
 ``zoo.noprop``; a config selects a procedure with ``procedure.name = 'noprop.NoPropDT'`` (``'noprop.NoPropCT'``,
 ``'noprop.NoPropFM'``) and a model of the matching family (``model.name = 'noprop.NoPropDTNet'`` ...).
 
-**NoProp-DT** (:class:`NoPropDT`) minimises the paper's objective (its Eq. 8)
+**NoProp-DT** (:class:`NoPropDT`) minimises the paper's objective
 
     L = E_q(z_T|y)[-log p(y | z_T)] + KL(q(z_0 | y) || N(0, I))
         + (T / 2) eta E_{t ~ U{1..T}} [(SNR(t) - SNR(t-1)) ||u_hat_t(z_{t-1}, x) - u_y||^2],   z_{t-1} ~ q(z_{t-1} | y)
@@ -28,8 +28,10 @@ paper. ``evaluate`` runs the denoising chain from ``z_0 ~ N(0, I)`` and reports 
 
     L = E[-log p(y | z_1)] + KL(q(z_0 | y) || N(0, I)) + (eta / 2) E_t [SNR'(t) ||u_hat(z_t, x, t) - u_y||^2]
 
-with ``eta = 1`` (the paper's value for CT). ``evaluate`` integrates the probability-flow ODE of the learned schedule
-from ``t = 0`` to ``1`` over the model's ``inference_steps`` (or the ancestral chain, ``model.sampler``).
+with ``eta = 1`` (the CT value of the paper's hyperparameter table as transcribed by the community JAX port,
+github.com/bayesianempirimancer/jax-noprop; not re-checked against the PDF). ``evaluate`` integrates the
+probability-flow ODE of the learned schedule from ``t = 0`` to ``1`` over the model's ``inference_steps`` (or runs
+the ancestral chain, ``model.sampler``).
 
 **NoProp-FM** (:class:`NoPropFM`): ``z_t = t u_y + (1 - t) z_0``, the block regresses the velocity ``u_y - z_0``:
 ``L = E ||v(z_t, x, t) - (u_y - z_0)||^2``, plus, when the embedding is learned (learned/prototype), the
@@ -173,10 +175,11 @@ class NoPropDT(_NoPropBase):
     embed = self._embedding(params, model_state)
     u = embed[labels]                                                  # [batch, d]
     z_rng, top_rng = jax.random.split(rng)
+    dropout_rng = jax.random.fold_in(rng, 1)  # only an encoder with dropout uses it
     eps = jax.random.normal(z_rng, (t_blocks, *u.shape), jnp.float32)
     z = jnp.sqrt(ab[:-1])[:, None, None] * u + jnp.sqrt(1.0 - ab[:-1])[:, None, None] * eps  # z_{t-1}, t = 1..T
     (u_hat, _), updates = self.model.apply(variables, x, z, train=True, method="denoise_each",
-                                           mutable=["batch_stats"])
+                                           mutable=["batch_stats"], rngs={"dropout": dropout_rng})
     mse = jnp.mean(jnp.sum((u_hat - u) ** 2, axis=-1), axis=-1)        # [T]
     denoise = 0.5 * t_blocks * self.eta * w * mse
     z_top = jnp.sqrt(ab[-1]) * u + jnp.sqrt(1.0 - ab[-1]) * jax.random.normal(top_rng, u.shape, jnp.float32)
@@ -275,13 +278,15 @@ class NoPropCT(_SingleNetwork):
     variables = {"params": params, **model_state}
     u = self._embedding(params, model_state)[labels]
     t_rng, z_rng, top_rng = jax.random.split(rng, 3)
+    dropout_rng = jax.random.fold_in(rng, 1)
     batch_size = u.shape[0]
     t = jax.random.uniform(t_rng, (batch_size,), jnp.float32)
     gamma, dgamma = self.model.apply(variables, t, method="gamma")
     abar = jax.nn.sigmoid(-gamma)[:, None]
     snr_slope = -dgamma * jnp.exp(-gamma)                               # SNR'(t) > 0
     z = jnp.sqrt(abar) * u + jnp.sqrt(1.0 - abar) * jax.random.normal(z_rng, u.shape, jnp.float32)
-    (u_hat, _), updates = self.model.apply(variables, x, z, t, train=True, method="denoise", mutable=["batch_stats"])
+    (u_hat, _), updates = self.model.apply(variables, x, z, t, train=True, method="denoise", mutable=["batch_stats"],
+                                           rngs={"dropout": dropout_rng})
     sq = jnp.sum((u_hat - u) ** 2, axis=-1)
     denoise = jnp.mean(0.5 * self.eta * snr_slope * sq)
     ends, _ = self.model.apply(variables, jnp.array([0.0, 1.0], jnp.float32), method="gamma")
@@ -318,10 +323,12 @@ class NoPropFM(_SingleNetwork):
     embed = self._embedding(params, model_state)
     u = embed[labels]
     t_rng, z_rng = jax.random.split(rng)
+    dropout_rng = jax.random.fold_in(rng, 1)
     t = jax.random.uniform(t_rng, (u.shape[0],), jnp.float32)
     z0 = jax.random.normal(z_rng, u.shape, jnp.float32)
     z = t[:, None] * u + (1.0 - t[:, None]) * z0
-    v, updates = self.model.apply(variables, x, z, t, train=True, method="velocity", mutable=["batch_stats"])
+    v, updates = self.model.apply(variables, x, z, t, train=True, method="velocity", mutable=["batch_stats"],
+                                  rngs={"dropout": dropout_rng})
     flow = jnp.mean(jnp.sum((v - (u - z0)) ** 2, axis=-1))
     total, metrics = flow, {"flow_loss": flow}
     if self.model.embedding != "onehot":

@@ -127,7 +127,7 @@ def dt_coefficients(alpha_bar) -> tuple[Any, Any, Any]:
 
 
 def time_embedding(t, features: int, max_period: float = 10_000.0):
-  """Sinusoidal features of ``t: [batch]`` in [0, 1] (scaled by 1000, like DDPM's integer steps): ``[batch, features]``."""
+  """Sinusoidal features of ``t: [batch]`` in [0, 1], scaled by 1000 like DDPM's steps: ``[batch, features]``."""
   check_shape(t, "t", "batch", where="time_embedding", dtype="floating")
   if features < 2 or features % 2:
     raise ValueError(f"time_embedding: `features` must be an even number >= 2; got {features}.")

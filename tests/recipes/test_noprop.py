@@ -209,27 +209,33 @@ def test_ct_and_fm_net_parameters_and_errors():
 
 
 @pytest.fixture(scope="module")
-def dt_run():
-  """A NoProp-DT procedure with a learned embedding, a batch, its initial state and its jitted step."""
-  proc = dt_procedure(embedding="learned")
-  batch = jax.tree.map(jnp.asarray, batch_of())
-  state = jax.jit(lambda b: nn.unbox(proc.init(jax.random.key(0), b)))(batch)
-  return proc, batch, state, jax.jit(proc.step)
+def dt_trainer():
+  """NoProp-DT (prototype embedding: shared, learned) built by the trainer on the 8-device mesh, and its state."""
+  proc = dt_procedure(embedding="prototype")
+  batch = batch_of(16)
+  trainer = Trainer(proc, sharding.make_mesh(), batch)
+  state = trainer.init(0, trainer.put(batch, 16))
+  return proc, trainer, batch, state
 
 
-def test_dt_state_has_one_optimizer_state_per_block(dt_run):
-  _, _, state, _ = dt_run
-  mu = state.opt_state["blocks"][0].mu
-  for leaf in jax.tree.leaves(mu):
+def _copy(state):
+  return jax.tree.map(jnp.copy, state)  # the trainer's step donates its input state
+
+
+def test_dt_state_has_one_optimizer_state_per_block(dt_trainer):
+  _, _, _, state = dt_trainer
+  for leaf in jax.tree.leaves(state.opt_state["blocks"][0].mu):
     assert leaf.shape[0] == T
   assert state.opt_state["blocks"][0].count.shape == (T,)
   assert set(state.opt_state["shared"][0].mu) == {"classifier", "embedding"}
   assert set(state.model_state) == {"batch_stats"}
+  assert all(isinstance(leaf.sharding, jax.sharding.NamedSharding) for leaf in jax.tree.leaves(state.params))
 
 
-def test_dt_block_gradients_are_local(dt_run):
+def test_dt_block_gradients_are_local(dt_trainer):
   """d(loss of block t) / d(parameters of block s) is exactly zero for s != t, and nonzero for s == t."""
-  proc, batch, state, _ = dt_run
+  proc, trainer, batch, state = dt_trainer
+  batch = trainer.put(batch, 16)
 
   def denoise(block_params):
     params = {**state.params, "blocks": block_params}
@@ -245,33 +251,37 @@ def test_dt_block_gradients_are_local(dt_run):
     assert sum(float(np.abs(leaf[t, t]).sum()) for leaf in jax.tree.leaves(jac)) > 0
 
 
-def test_dt_update_of_a_block_ignores_the_other_blocks(dt_run):
-  _, batch, state, step = dt_run
-  new, _ = step(state, batch)
-  # Perturb every block but block 1 (the shared parameters, the batch statistics and the optimizer state unchanged).
+def test_dt_steps_sharded_and_a_block_update_ignores_the_other_blocks(dt_trainer):
+  """The trainer's jitted, sharded step; block 1's update is bit-identical when every other block's parameters
+  are perturbed (the shared embedding and classifier, the batch statistics and the optimizer states unchanged)."""
+  _, trainer, batch, state0 = dt_trainer
   keep = jnp.arange(T) == 1
   noise = lambda p: jnp.where(keep.reshape((T,) + (1,) * (p.ndim - 1)), p, p + 1.0 + p ** 2)
-  perturbed = state.replace(params={**state.params, "blocks": jax.tree.map(noise, state.params["blocks"])})
-  new_p, _ = step(perturbed, batch)
-  for a, b in zip(jax.tree.leaves(new.params["blocks"]), jax.tree.leaves(new_p.params["blocks"])):
+  perturbed = state0.replace(params={**state0.params, "blocks": jax.tree.map(noise, state0.params["blocks"])})
+  perturbed = jax.device_put(perturbed, trainer.state_shardings)
+  new, metrics = trainer.step(_copy(state0), trainer.put(batch, 16))
+  new_p, _ = trainer.step(perturbed, trainer.put(batch, 16))
+  assert int(new.step) == 1 and np.isfinite(float(metrics["loss"]))
+  for a, b, before in zip(jax.tree.leaves(new.params["blocks"]), jax.tree.leaves(new_p.params["blocks"]),
+                          jax.tree.leaves(state0.params["blocks"])):
     np.testing.assert_array_equal(a[1], b[1])
     assert not np.array_equal(a[0], b[0])
-  # The blocks really were updated.
-  assert any(not np.array_equal(a[1], b[1]) for a, b in
-             zip(jax.tree.leaves(new.params["blocks"]), jax.tree.leaves(state.params["blocks"])))
+  assert any(not np.array_equal(a[1], b[1]) for a, b in          # block 1 was really updated
+             zip(jax.tree.leaves(new.params["blocks"]), jax.tree.leaves(state0.params["blocks"])))
+  new, _ = trainer.step(new, trainer.put(batch, 16))
+  results = trainer.evaluate(new, data.ArraySource(batch), 16)  # the denoising chain, sharded over the batch
+  assert {"accuracy", "accuracy_half", "accuracy_nearest", "loss"} <= set(results)
+  assert 0.0 <= results["accuracy"] <= 1.0 and np.isfinite(results["loss"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,net_cls,kw", [
-    ("NoPropDT", noprop.NoPropDTNet, {"num_blocks": T, "embedding": "prototype"}),
-    # CT and FM also train for two steps and evaluate in tests/recipes/test_configs.py (their configs).
-    pytest.param("NoPropCT", noprop.NoPropCTNet, {"inference_steps": 3, "sampler": "ancestral"},
-                 marks=pytest.mark.slow),
-    pytest.param("NoPropFM", noprop.NoPropFMNet, {"inference_steps": 3, "embedding": "learned"},
-                 marks=pytest.mark.slow),
+    # By default CT and FM train for two steps and evaluate in tests/recipes/test_configs.py (their configs).
+    ("NoPropCT", noprop.NoPropCTNet, {"inference_steps": 3, "sampler": "ancestral"}),
+    ("NoPropFM", noprop.NoPropFMNet, {"inference_steps": 3, "embedding": "learned"}),
 ])
-def test_procedures_step_jitted_and_sharded(name, net_cls, kw):
-  """init / step / evaluate (the inference chain or ODE: a sharded forward) through the trainer's jit over the
-  8-device mesh."""
+def test_continuous_procedures_step_jitted_and_sharded(name, net_cls, kw):
+  """init / step / evaluate (the ODE: a sharded forward) through the trainer's jit over the 8-device mesh."""
   mesh = sharding.make_mesh()
   model = net_cls(10, **{**SMALL, **kw})
   proc = getattr(noprop_recipes, name)(model=model, task=tasks.Classification(), optimizer=optax.adam(1e-3))
