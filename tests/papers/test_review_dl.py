@@ -21,10 +21,10 @@ Measured on this machine (2 CPU cores; see the issue note for the seeds tried):
         expected >= 0.95 overall: that does not hold here, because early samples of a drift or of a stuck channel
         differ from normal readings by less than the noise (per-type AUC: stuck ~0.77, drift ~0.89); what holds is
         the large margin over the linear baseline and >= 0.95 on bias faults.
-(c) ConvNet (LeNet-style) on digits after 1500 steps: 0.973-0.991 test accuracy (seeds 0-2).
+(c) ConvNet (LeNet-style) on digits after 1000 steps: 0.976-0.991 test accuracy (seeds 0-2; 0.973-0.991 after 1500).
 Also the two autoencoder variants the review describes: the sparse AE's KL penalty drives the mean code activation
-to the target rho (0.052 vs 0.51 without it), and a denoising AE reconstructs masked digits ~30% better than a
-plain AE of the same size.
+to the target rho (0.052 vs 0.51 without it; seeds 0-1), and a denoising AE reconstructs 25%-masked digits with
+22-25% lower error than a plain AE of the same size (seeds 0-1, 400 steps).
 """
 
 import flax.linen as nn
@@ -131,7 +131,7 @@ def test_autoencoder_detects_injected_sensor_faults_better_than_pca(single_devic
 
 def test_convnet_reaches_high_accuracy_on_digits(digits, single_device_mesh):
   train_split, test_split = digits
-  result = train.fit(core.ConvNet(num_classes=10), train_split, steps=1500, batch_size=64,
+  result = train.fit(core.ConvNet(num_classes=10), train_split, steps=1000, batch_size=64,
                      optimizer=optax.adam(2e-3), eval_data=test_split, mesh=single_device_mesh)
   print(f"ConvNet digits test accuracy {result.metrics['accuracy']:.4f}")
   assert result.metrics["accuracy"] >= 0.965
@@ -160,7 +160,7 @@ def test_denoising_autoencoder_repairs_corruption_better_than_plain(digits, sing
   for name, cls in (("plain", core.Autoencoder), ("denoising", core.DenoisingAutoencoder)):
     model = cls(latent=16, hidden=(64,), output_activation=nn.sigmoid)
     result = train.fit(model, {"image": train_split["image"]}, task=tasks.Reconstruction(input_key="image"),
-                       steps=600, batch_size=64, optimizer=optax.adam(3e-3), mesh=single_device_mesh)
+                       steps=400, batch_size=64, optimizer=optax.adam(3e-3), mesh=single_device_mesh)
     error[name] = float(jnp.mean((model.apply(result.variables, corrupted) - clean) ** 2))
   print(f"MSE to the clean digit from 25%-masked input: {error}")
   assert error["denoising"] <= 0.85 * error["plain"]
