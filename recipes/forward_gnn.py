@@ -285,14 +285,11 @@ class ForwardGNN:
     return None if self.append_label in (None, "none") else self.append_label
 
   @property
-  def _uses_virtual_nodes(self) -> bool:
-    return self.variant != "ff_label_appending"
-
-  @property
   def _top_down(self) -> bool:
     return self.variant in ("sf_top2loss", "sf_top2input")
 
   def _layer(self, index: int) -> gnn_lib.GNNLayer:
+    del index  # every layer has the same form; the input width (first layer, appended labels) comes from init
     m = self.model
     # top2input normalises the two halves of its input itself; the others normalise every layer's input.
     return gnn_lib.GNNLayer(conv=m.conv, features=m.hidden_features, heads=m.heads,

@@ -51,6 +51,9 @@ def test_forward_matches_the_definition():
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jax.jit(lambda v, x: model.apply(v, x, active_dendrites=active))(variables, x),
                                out, rtol=1e-5, atol=1e-6)
+  # vmap over examples == the batched call.
+  vmapped = jax.jit(jax.vmap(lambda row: model.apply(variables, row[None], active_dendrites=2)[0]))(x)
+  np.testing.assert_allclose(vmapped, model.apply(variables, x, active_dendrites=2), rtol=1e-5, atol=1e-6)
   # The stored counter switches dendrites in too.
   counted = {**variables, "perforation": {"active": jnp.asarray(2, jnp.int32)}}
   np.testing.assert_allclose(model.apply(counted, x), model.apply(variables, x, active_dendrites=2), rtol=1e-6)
@@ -106,12 +109,9 @@ def test_composes_with_convnet_and_gnn_and_shards():
   assert params["dendrites_conv_0"]["slot_0"]["kernel"].shape == params["base"]["conv_0"]["kernel"].shape
   assert tuple(nn.get_partition_spec(variables)["params"]["dendrites_conv_1"]["slot_0"]["kernel"]) == (
       None, None, "conv_in", "conv_out")
-  apply = jax.jit(lambda v, x: model.apply(v, x, active_dendrites=1))
   variables = _with_dendrite_weights(variables)
-  expected = apply(variables, images)
+  expected = jax.jit(lambda v, x: model.apply(v, x, active_dendrites=1))(variables, images)
   assert expected.shape == (8, 10)
-  np.testing.assert_allclose(jax.vmap(lambda im: apply(variables, im[None])[0])(images), expected, rtol=1e-5,
-                             atol=1e-6)
   # Sharded: the batch over 8 data-parallel devices, parameters by their logical names.
   mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
   shardings = sharding.state_shardings(jax.eval_shape(model.init, jax.random.key(0), images), mesh)

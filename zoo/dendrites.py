@@ -174,6 +174,7 @@ class Perforated(nn.Module):
     active = counter.value if active_dendrites is None else jnp.asarray(active_dendrites, jnp.int32)
     base = self._base_module()
     prefix = (*self.path, "base")
+    banks: dict[str, DendriteBank] = {}  # a layer called twice (shared weights) keeps one set of dendrites
 
     def interceptor(next_fun, args, kwargs, context):
       module = context.module
@@ -185,9 +186,10 @@ class Perforated(nn.Module):
       make_slot = lambda parent, name, m=module: m.clone(
           parent=parent, name=name, kernel_init=_scaled_normal_like(m.kernel_init, self.init_scale),
           bias_init=_scaled_normal_like(m.bias_init, self.init_scale))
-      bank = DendriteBank(make_slot, self.num_dendrites, self.activation, parent=self,
-                          name=BANK_PREFIX + "__".join(inner))
-      return bank(args[0], y, active)
+      name = BANK_PREFIX + "__".join(inner)
+      if name not in banks:
+        banks[name] = DendriteBank(make_slot, self.num_dendrites, self.activation, parent=self, name=name)
+      return banks[name](args[0], y, active)
 
     kwargs = {"train": train} if _takes_train(base) else {}
     with nn.intercept_methods(interceptor):

@@ -13,6 +13,10 @@ Command::
 
   python -m zoo.recipes.train --config recipes/configs/forward_gnn_sbm.py --workdir /tmp/zoo-forward-gnn
 
+A batch of graphs runs data parallel instead: ``--config.data.kwargs.num_graphs=8 --config.data.batch_size=8
+--config.data.eval_batch_size=8 --config.mesh.data=-1 --config.mesh.tensor=1`` (8 SBM graphs with shared
+community means, one per device; measured mean test accuracy 0.878, backprop 0.935).
+
 Expected: test accuracy 0.917 (seed 0; 0.857-0.964 over the graphs of seeds 0-4, mean 0.910), against 0.940 for the
 same GCN trained with backprop (``gnn_backprop_sbm.py``, mean 0.946) and 0.53 for a graph-free MLP. Time: ~6 s of
 CPU time (about 10 s on an idle 2-core laptop, start-up and compilation included).
@@ -30,6 +34,7 @@ def get_config():
   c.model.conv = "gcn"
   c.data.name = "sbm"
   c.data.kwargs.seed = 0
+  c.data.kwargs.num_graphs = 1
   c.data.batch_size = 1
   c.data.eval_batch_size = 1
   c.task.name = "forward_gnn.NodeClassification"

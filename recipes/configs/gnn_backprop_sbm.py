@@ -3,7 +3,8 @@ r"""The backprop baseline of ForwardGNN: the same 2-layer GCN trained end to end
 Model ``zoo.gnn.GNN`` (GCN, 64 hidden, 4 logits per node; Kipf & Welling 2017), task
 ``forward_gnn.NodeClassification`` (cross-entropy on the 20% labelled nodes), data ``sbm`` (as
 ``forward_gnn_sbm.py``). One graph per batch, so the mesh is all ``tensor`` (hidden units split over the devices).
-``--config.model.conv=mlp`` gives the graph-free baseline, ``sage``/``gat`` the other layers.
+``--config.model.conv=mlp`` gives the graph-free baseline, ``sage``/``gat`` the other layers. Data parallel over a
+batch of graphs: see ``forward_gnn_sbm.py``.
 
 Command::
 
@@ -25,6 +26,7 @@ def get_config():
   c.model.conv = "gcn"
   c.data.name = "sbm"
   c.data.kwargs.seed = 0
+  c.data.kwargs.num_graphs = 1
   c.data.batch_size = 1
   c.data.eval_batch_size = 1
   c.task.name = "forward_gnn.NodeClassification"

@@ -104,13 +104,12 @@ def test_sbm_forward_learning_is_competitive(single_device_mesh):
 
 def test_karate_club_what_holds(single_device_mesh):
   acc = {m: _accuracy("karate_club", 0, single_device_mesh, **METHODS[m])
-         for m in ("backprop", "mlp", "sf", "sf_unidirectional")}
+         for m in ("backprop", "mlp", "sf_unidirectional")}
   print("karate seed 0:", {k: round(v, 3) for k, v in acc.items()})
   assert acc["backprop"] >= 0.85
   # Forward learning beats the graph-free baseline (measured +0.14 with node->virtual-node edges) ...
   assert acc["sf_unidirectional"] >= acc["mlp"] + 0.1
-  assert acc["sf"] > acc["mlp"]
-  # ... but is not competitive with backprop here (measured 0.18 and 0.27 behind): the claim does not reproduce.
+  # ... but is not competitive with backprop here (measured 0.18 behind): the claim does not reproduce.
   assert acc["backprop"] - acc["sf_unidirectional"] > 0.05
 
 

@@ -25,8 +25,8 @@ def tiny():
           {k: jnp.asarray(v) for k, v in splits["test"].items()})
 
 
-def _procedure(variant, **kwargs):
-  model = gnn.GNN(num_classes=C, hidden_features=8, num_layers=2)
+def _procedure(variant, conv="gcn", **kwargs):
+  model = gnn.GNN(num_classes=C, hidden_features=8, num_layers=2, conv=conv)
   return fg.ForwardGNN(model=model, task=fg.NodeClassification(), optimizer=optax.adam(1e-2), variant=variant,
                        **kwargs)
 
@@ -70,7 +70,9 @@ def test_augmentations():
 @pytest.mark.parametrize("variant", fg.VARIANTS)
 def test_layers_are_local_and_prediction_never_reads_scored_labels(variant, tiny):
   train_batch, test_batch = tiny
-  proc = _procedure(variant, append_label="input" if variant == "sf" else None)
+  # Every conv appears once: GraphSAGE and GAT layers train forward like GCN layers.
+  conv = {"sf": "gat", "sf_top2loss": "sage"}.get(variant, "gcn")
+  proc = _procedure(variant, conv=conv, append_label="input" if variant == "sf" else None)
   state = nn.unbox(jax.jit(proc.init)(jax.random.key(0), train_batch))
   # d loss_l / d params_k is exactly 0 for k != l (stop_gradient between layers) and non-zero for k == l.
   jac = jax.jit(jax.jacrev(lambda p: proc.layer_losses(p, state, train_batch)[0]))(state.params)
