@@ -34,6 +34,10 @@ normalises after every feedback convolution) and upsamples with nearest neighbou
 size; no learning-rate warm-up; the reference keeps the checkpoint with the best validation loss, here the last
 one is evaluated.
 
+Measured on the bundled digits (``tests/papers/test_counter_current.py``, ``configs/counter_current_digits.py``):
+64-32-32-10, 1000 steps, CCL 0.973 / 0.969 (seeds 0 / 1) against backprop 0.976 / 0.964, feedback alignment 0.958 /
+0.958 and the same model with the pair losses off 0.844 / 0.840; see the test module for the other settings.
+
 Public names: :class:`CounterCurrent`; :func:`pair_loss`; :func:`split_networks`.
 """
 

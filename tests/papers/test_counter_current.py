@@ -15,15 +15,18 @@ Measured on this machine (test accuracy, 450 test digits):
 
 * 64-32-32-10, 1000 steps, seeds 0 / 1: CCL 0.973 / 0.969; same model, readout only 0.844 / 0.840; backprop
   0.976 / 0.964; feedback alignment 0.958 / 0.958; backprop readout only (Adam, ReLU) 0.742 / 0.658.
-* 64-256-256-10 (PAPERS.md's setting), seeds 0 / 1 / 2: CCL 0.960 / 0.962 / 0.967 after 1000 steps (0.971 / 0.973
-  after 2000 for seeds 0 / 1); readout only of the same model 0.962 / 0.956 after 1000 steps; backprop 0.980; feedback
-  alignment 0.976; backprop readout only 0.940 / 0.942 / 0.944.
+* 64-256-256-10 (PAPERS.md's setting), 2000 steps, seeds 0 / 1 / 2: CCL 0.971 / 0.973 / 0.969; readout only of the
+  same model 0.960 / 0.964 / 0.964; backprop 0.982 / 0.982 / 0.980; feedback alignment 0.976 / 0.982 / 0.978. After
+  1000 steps: CCL 0.960 / 0.962 / 0.967, readout only 0.962 / 0.956 (seeds 0 / 1), backprop readout only (Adam,
+  ReLU) 0.940 / 0.942 / 0.944.
+* Convolutional variant (slow test), 8-16 channels, 1000 steps, seeds 0 / 1: CCL 0.929 / 0.933, readout only 0.902 /
+  0.891.
 
-What reproduces: CCL matches backprop (within 0.01) and feedback alignment, and clearly learns its hidden layers
-(+0.13 over the readout of its own random features at width 32). What does not at small scale: at width 256 the
-random ELU features of digits are already so good that a linear readout reaches 0.96, so the +0.03 over
-readout-only that PAPERS.md expected does not hold there after 1000 steps (the slow test records that setting with
-the margins that do hold). The default test uses width 32, where the hidden layers must learn.
+What reproduces: CCL is close to backprop (within 0.01 at both widths) and to feedback alignment, and clearly learns
+its hidden layers at width 32 (+0.13 over the readout of its own random features). What does not at small scale:
+at width 256 the random ELU features of digits are already so good that a linear readout reaches 0.96, so CCL's
+gain over readout-only is only +0.004 to +0.011 there, not the +0.03 PAPERS.md expected (the slow test asserts the
+margins that hold). The default test uses width 32, where the hidden layers must learn.
 """
 
 import optax
@@ -71,25 +74,29 @@ def test_ccl_learns_hidden_features_and_matches_backprop_and_feedback_alignment(
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ccl_paper_widths(digits, single_device_mesh, seed):
-  """PAPERS.md's 64-256-256-10 over three seeds: CCL within 0.05 of backprop and of feedback alignment, and at
-  least as good as the readout of its own random features (the +0.03 margin does not hold at this width)."""
+  """PAPERS.md's 64-256-256-10 over three seeds, 2000 steps: CCL within 0.05 of backprop and of feedback alignment
+  (measured -0.011 / -0.009 / -0.011 and -0.005 / -0.009 / -0.009), and above the readout of its own random features
+  (measured +0.011 / +0.009 / +0.004; the +0.03 margin of PAPERS.md does not hold at this width)."""
   acc = _compare(digits, single_device_mesh, (256, 256, 10), seed=seed, steps=2000)
   assert acc["ccl"] >= acc["backprop"] - 0.05, acc
   assert acc["ccl"] >= acc["feedback_alignment"] - 0.05, acc
-  assert acc["ccl"] >= acc["ccl_readout_only"] - 0.005, acc
+  assert acc["ccl"] > acc["ccl_readout_only"], acc
 
 
 @pytest.mark.slow
-def test_ccl_convnet_learns(digits, single_device_mesh):
-  """The convolutional variant (cosine pair loss with the reference's CNN settings) trains on digits too."""
+def test_ccl_convnet_learns_hidden_features(digits, single_device_mesh):
+  """The convolutional variant (stride-2 convolutions 8-16 channels, the cosine pair loss with the reference CNN
+  loss's decorrelation terms, scale 1 / 0.5, SGD 1.0, clip 1) beats the readout of its own random features.
+  Measured seeds 0 / 1: CCL 0.929 / 0.933, readout only 0.902 / 0.891 (with 16-32 channels, seed 1, the random
+  features are already as good: CCL 0.927, readout 0.938)."""
   train_data, test_data = digits
-  opt = optax.chain(optax.clip_by_global_norm(0.5), optax.sgd(0.1, momentum=0.9))
+  opt = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(1.0))
   runs = {}
   for scale in (1.0, 0.0):
-    result = train.fit(local_learning.CounterCurrentConvNet(10, features=(32, 64)), train_data, optimizer=opt,
+    result = train.fit(local_learning.CounterCurrentConvNet(10, features=(8, 16)), train_data, optimizer=opt,
                        steps=1000, batch_size=128, eval_data=test_data, procedure="counter_current.CounterCurrent",
                        procedure_kwargs={"loss": "cosine", "loss_scale": scale, "ssl_scale": 0.5 * scale},
                        mesh=single_device_mesh, seed=0)
     runs[scale] = result.metrics["accuracy"]
   print(f"counter-current ConvNet: CCL {runs[1.0]:.4f}, readout only {runs[0.0]:.4f}")
-  assert runs[1.0] >= 0.9 and runs[1.0] >= runs[0.0], runs
+  assert runs[1.0] >= 0.9 and runs[1.0] >= runs[0.0] + 0.01, runs

@@ -17,7 +17,8 @@ Measured on this machine (test accuracy on the 450 held-out digits, seeds 0 / 1 
 
 * NoProp-DT 0.976 / 0.973 / 0.969 (classifier on ``z_T``; nearest class embedding to ``z_T`` 0.978 / 0.976 /
   0.971, to the chain's midpoint ``z_5`` 0.324 / 0.329 / 0.329);
-* backprop MLP 0.971 / 0.971 / 0.976; forward-forward 0.900 / 0.896 / 0.876.
+* backprop MLP 0.971 / 0.971 / 0.976; forward-forward 0.900 / 0.896 / 0.876. A backprop MLP with about as many
+  parameters as the ten blocks together (64-384-384-128-10, 223k against NoProp's 246k), seed 0: 0.980.
 * Longer: NoProp-DT, 1000 steps at learning rate 1e-3: 0.980 (backprop MLP 128-128-64-10, 1000 steps:
   0.976). Block normalisation: BatchNorm (the paper's) 0.982, LayerNorm 0.969, none 0.956 (600 steps, seed 0).
 * NoProp-CT (one time-conditioned block, learned schedule, eta = 1, 1000 steps, probability-flow ODE with 100

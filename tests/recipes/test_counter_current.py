@@ -48,7 +48,10 @@ def test_ccl_mlp_streams_have_matching_shapes():
   acts, sigs = jax.jit(model.apply)(v, x, targets)
   assert [a.shape for a in acts] == [(4, 64), (4, 32), (4, 16), (4, 10)]
   assert [c.shape for c in sigs] == [(10, 64), (10, 32), (10, 16), (10, 10)]
-  np.testing.assert_allclose(model.apply(v, x), acts[-1], rtol=1e-6)
+  np.testing.assert_allclose(model.apply(v, x), acts[-1], rtol=1e-6)  # jit == no jit
+  x = jax.random.uniform(jax.random.key(1), (4, 8, 8, 1))
+  per_example = jax.vmap(lambda xi: model.apply(v, xi[None])[0])(x)
+  np.testing.assert_allclose(per_example, model.apply(v, x), rtol=1e-5, atol=1e-6)
   assert "bias" not in v["params"]["forward_0"]  # the reference's MLP has no biases
   with pytest.raises(ValueError, match="`targets`"):
     model.apply(v, x, jnp.eye(9))
@@ -205,6 +208,9 @@ def test_forward_forward_layers_learn_locally():
   step = jax.jit(proc.step)
   new, metrics = step(state, batch)
   assert int(new.step) == 1 and np.isfinite(float(metrics["loss"]))
-  assert jax.jit(proc.evaluate)(new, batch)["accuracy"].shape == (16,)
+  mesh = sharding.make_mesh()
+  with jax.set_mesh(mesh):  # a sharded forward: the batch split over the 8 devices
+    acc = jax.jit(proc.evaluate)(new, jax.device_put(batch, sharding.batch_sharding(mesh)))["accuracy"]
+  assert acc.shape == (16,) and len(acc.sharding.device_set) == 8
   with pytest.raises(ValueError, match="`labels`"):
     jax.eval_shape(lambda v: model.apply(v, batch["image"], batch["label"][:3], method="goodness"), v)
