@@ -8,12 +8,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from zoo import kan
 from zoo.kernels import kan_basis
 from zoo.recipes import sharding
 from zoo.recipes import skan as skan_lib
+from zoo.recipes import tasks
 
 RNG = np.random.default_rng(0)
 X2 = jnp.asarray(RNG.uniform(-1, 1, (16, 2)), jnp.float32)
@@ -42,15 +44,31 @@ def _init(name):
   return jax.jit(model.init)(jax.random.key(0), x)
 
 
+# Compiling every model is the expensive part on CPU: all are checked abstractly (shapes, dtypes, parameter trees),
+# a representative subset is compiled and run.
+RUN = ("KAN", "ReLUKAN", "AFKAN", "SKAN", "KArAtViT")
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_shapes_and_jit_equals_eager(name):
+def test_shapes_and_dtypes(name):
+  model, x, shape = MODELS[name]
+  variables = jax.eval_shape(model.init, jax.random.key(0), x)
+  y = jax.eval_shape(model.apply, variables, x)
+  assert y.shape == shape and y.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", RUN)
+def test_runs_finite_and_jit_equals_eager(name):
   model, x, shape = MODELS[name]
   variables = _init(name)
   y = jax.jit(model.apply)(variables, x)
-  assert y.shape == shape and y.dtype == jnp.float32
-  assert bool(jnp.all(jnp.isfinite(y)))
-  if name == "KAN":  # eager is slow (op by op); one suffices
-    np.testing.assert_allclose(model.apply(variables, x), y, rtol=1e-5, atol=1e-6)
+  assert y.shape == shape and bool(jnp.all(jnp.isfinite(y)))
+
+
+def test_jit_equals_eager():
+  layer = kan.KANLinear(3)
+  variables = _init("KANLinear")
+  np.testing.assert_allclose(layer.apply(variables, X2), jax.jit(layer.apply)(variables, X2), rtol=1e-5, atol=1e-6)
 
 
 def test_parameter_trees_and_counts():
@@ -66,7 +84,7 @@ def test_parameter_trees_and_counts():
   assert sum(np.size(a) for a in jax.tree.leaves(p["layers_0"])) == 2 * 4 + k + 2 + 2 * 2
   s = nn.unbox(_init("SKAN"))
   assert s["params"]["layers_0"]["selection_logits"].shape == (2, 5)
-  assert s["selection"]["layers_0"]["mask"].shape == (2, 5)
+  np.testing.assert_array_equal(s["selection"]["layers_0"]["mask"], np.ones((2, 5)))
   assert set(s["params"]["layers_0"]) == {"selection_logits", "base_bspline", "base_rbf", "base_wavelet",
                                           "coef_bspline", "coef_chebyshev", "coef_fourier", "coef_rbf",
                                           "coef_wavelet"}
@@ -76,15 +94,14 @@ def test_parameter_trees_and_counts():
 
 
 def test_bf16_compute():
-  model = kan.KAN((4, 1), dtype=jnp.bfloat16)
-  v = model.init(jax.random.key(0), X2)
-  y = jax.jit(model.apply)(v, X2)
+  v = _init("KANLinear")
+  y = jax.jit(kan.KANLinear(3, dtype=jnp.bfloat16).apply)(v, X2)
   assert y.dtype == jnp.bfloat16
-  y32 = jax.jit(kan.KAN((4, 1)).apply)(v, X2)
-  np.testing.assert_allclose(y.astype(jnp.float32), y32, atol=5e-2)
+  y32 = jax.jit(kan.KANLinear(3).apply)(v, X2)
+  np.testing.assert_allclose(y.astype(jnp.float32), y32, atol=3e-2 * float(jnp.max(jnp.abs(y32))))
 
 
-@pytest.mark.parametrize("name", ["KAN", "SKAN", "ReLUKAN"])
+@pytest.mark.parametrize("name", ["KAN", "SKAN"])
 def test_vmap_over_a_leading_axis(name):
   model, x, _ = MODELS[name]
   v = _init(name)
@@ -94,7 +111,7 @@ def test_vmap_over_a_leading_axis(name):
     np.testing.assert_allclose(ys[i], model.apply(v, xs[i]), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["KAN", "SKAN", "KArAtViT"])
+@pytest.mark.parametrize("name", ["KAN", "KArAtViT"])
 def test_sharded_forward_on_the_mesh(name):
   model, x, shape = MODELS[name]
   assert len(jax.devices()) == 8
@@ -124,7 +141,7 @@ def test_every_kan_layer_goes_through_the_kernel_entry_point(monkeypatch):
               "SConvKAN": 2, "KArAtViT": 1, "KArAtViT_universal": 1}
   for name, n in expected.items():
     model, x, _ = MODELS[name]
-    variables = _init(name)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
     calls.clear()
     jax.eval_shape(model.apply, variables, x)
     assert len(calls) == n, f"{name}: {len(calls)} kernel calls, expected {n}"
@@ -143,28 +160,39 @@ def test_input_errors():
     kan.SelectableKANConv(3).init(jax.random.key(0), X2)
   with pytest.raises(ValueError, match="attention"):
     kan.KArAtViT(attention="linear", **TINY_VIT).init(jax.random.key(0), IMG)
-  model, x, _ = MODELS["KAN"]
-  with pytest.raises(ValueError, match=r"coef"):
-    model.apply(_init("KAN"), jnp.ones((4, 3)))   # 3 inputs for a layer built on 2
+  with pytest.raises(ValueError, match=r"KANLinear: `x` must have shape \[\.\.\., features=2\]"):
+    kan.KAN((4, 1)).apply(_init("KAN"), jnp.ones((4, 3)))   # 3 inputs for a layer built on 2
 
 
 def test_update_grid_preserves_the_function_and_adapts_to_data():
   model = kan.KAN((4, 1))
   x = jnp.asarray(RNG.uniform(-0.5, 0.9, (256, 2)), jnp.float32)     # data on a sub-interval of the grid
-  v = jax.jit(model.init)(jax.random.key(1), x)
-  y = model.apply(v, x)
-  new_model, nv = kan.update_grid(model, v, x)
+  v = nn.unbox(jax.jit(model.init)(jax.random.key(1), x))
+  y = jax.jit(model.apply)(v, x)
+  modules = []
+
+  def update(v, x, **kw):  # jitted (eager least squares is slow); the module comes out at trace time
+    new_model, new_vars = kan.update_grid(model, v, x, **kw)
+    modules.append(new_model)
+    return new_vars
+
+  nv = jax.jit(update)(v, x)
+  new_model = modules[-1]
   assert new_model.grid_size == 5
   g = nv["grid"]["layers_0"]["grid"]
   assert g.shape == (2, 12)
   # The interior knots now span the data range (quantiles), not [-1, 1].
-  np.testing.assert_allclose(g[:, 3], jnp.min(x, 0) - 0.01 * 0.02, atol=2e-2)
+  np.testing.assert_allclose(g[:, 3], jnp.min(x, 0), atol=2e-2)
   np.testing.assert_allclose(g[:, -4], jnp.max(x, 0), atol=2e-2)
-  np.testing.assert_allclose(new_model.apply(nv, x), y, atol=2e-3 * float(jnp.max(jnp.abs(y))) + 1e-4)
-  # Extension: a finer grid (new module) still computes the same function.
-  fine, fv = kan.update_grid(model, v, x, grid_size=12)
-  assert fine.grid_size == 12 and fv["params"]["layers_0"]["spline_weight"].shape == (15, 2, 4)
-  np.testing.assert_allclose(fine.apply(fv, x), y, atol=2e-3 * float(jnp.max(jnp.abs(y))) + 1e-4)
+  scale = float(jnp.max(jnp.abs(y)))
+  np.testing.assert_allclose(jax.jit(new_model.apply)(nv, x), y, atol=2e-3 * scale + 1e-4)
+  # Extension: a finer grid (a new module) still computes the same function (one layer, to compile less).
+  layer = model.layer(0)
+  lv = {"params": v["params"]["layers_0"], "grid": v["grid"]["layers_0"]}
+  y0 = jax.jit(layer.apply)(lv, x)
+  fine, fv = kan.update_grid(layer, lv, x, grid_size=12)
+  assert fine.grid_size == 12 and fv["params"]["spline_weight"].shape == (15, 2, 4)
+  np.testing.assert_allclose(jax.jit(fine.apply)(fv, x), y0, atol=2e-3 * float(jnp.max(jnp.abs(y0))) + 1e-4)
   with pytest.raises(TypeError, match="KAN or KANLinear"):
     kan.update_grid(kan.SKAN((3,)), v, x)
 
@@ -188,15 +216,21 @@ def test_narrow_masks_and_schedule_procedure():
   np.testing.assert_array_equal(top2["l"]["mask"], [[1, 1, 0], [0, 1, 1]])      # masked-out space never returns
   top1 = skan_lib.narrow_masks(params, top2, 1)
   np.testing.assert_array_equal(top1["l"]["mask"], [[0, 1, 0], [0, 0, 1]])
-  data = {"x": np.asarray(X2), "y": np.asarray(X2[:, :1] ** 2)}
-  from zoo.recipes import sharding as sh  # pylint: disable=g-import-not-at-top
-  result = skan_lib.train_skan(kan.SKAN((2, 1), spaces=("bspline", "fourier", "rbf")), data, full_steps=2,
-                               selective_steps=2, prune_steps=2, top_k=2, batch_size=16, log_every=1,
-                               mesh=sh.make_mesh(devices=jax.devices()[:1]))
-  phases = [h["train/phase"] for h in result.history]
-  kept = [h["train/kept_spaces"] for h in result.history]
+  # The procedure's step on its own (the trainer around it is tested in tests/recipes): phases 1, 2, 3 keep 3, 2, 1
+  # spaces per node.
+  model = kan.SKAN((2, 1), spaces=("bspline", "fourier", "rbf"), impl="xla")
+  proc = skan_lib.ThreePhaseSelection(model=model, task=tasks.Regression(), optimizer=optax.adam(1e-2),
+                                      full_steps=2, selective_steps=2, top_k=2)
+  batch = {"x": X2, "y": X2[:, :1] ** 2}
+  state = nn.unbox(proc.init(jax.random.key(0), batch))   # as the trainer does
+  step = jax.jit(proc.step)
+  phases, kept = [], []
+  for _ in range(6):
+    state, metrics = step(state, batch)
+    phases.append(float(metrics["phase"]))
+    kept.append(float(metrics["kept_spaces"]))
   assert phases == [1, 1, 2, 2, 3, 3] and kept == [3, 3, 2, 2, 1, 1]
-  masks = jax.tree.leaves(result.variables["selection"])
+  masks = jax.tree.leaves(proc.variables(state)["selection"])
   assert all(np.all(np.sum(np.asarray(m), -1) == 1) for m in masks)
 
 
@@ -225,8 +259,11 @@ def test_karat_attention_rows_and_masks():
 
 
 def test_karat_blockwise_vs_universal_parameters():
-  blockwise = flax.traverse_util.flatten_dict(nn.unbox(_init("KArAtViT")["params"]), sep="/")
-  universal = flax.traverse_util.flatten_dict(nn.unbox(_init("KArAtViT_universal")["params"]), sep="/")
+  def params(name):
+    model, x, _ = MODELS[name]
+    return flax.traverse_util.flatten_dict(nn.unbox(jax.eval_shape(model.init, jax.random.key(0), x)["params"]),
+                                           sep="/")
+  blockwise, universal = params("KArAtViT"), params("KArAtViT_universal")
   assert any("attention_fn/phi_coef" in k for k in blockwise)
   assert "phi_coef" in universal and not any("attention_fn" in k for k in universal)
   # 2x2 patches of 8x8 + a class token: N = 17 tokens, rank 8, G = 3, 2 heads.

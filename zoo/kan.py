@@ -123,10 +123,19 @@ def _flatten(x: Array) -> Array:
   return x.reshape(x.shape[0], -1) if x.ndim > 2 else x
 
 
-def _lstsq_per_input(vals: Array, target: Array) -> Array:
-  """Least-squares coefficients per input: ``vals [b, i, K]``, ``target [b, i, o]`` -> ``[K, i, o]``."""
-  sol = jax.vmap(lambda a, y: jnp.linalg.lstsq(a, y)[0], in_axes=(1, 1), out_axes=1)(vals, target)
-  return sol
+def _lstsq_per_input(vals: Array, target: Array, ridge: float = 1e-6) -> Array:
+  """Least-squares coefficients per input: ``vals [b, i, K]``, ``target [b, i, o]`` -> ``[K, i, o]``.
+
+  Normal equations with a small relative ridge (which also picks a small-norm solution when there are fewer samples
+  than basis functions, as at initialisation): far cheaper to compile than an SVD-based ``lstsq``.
+  """
+  vals, target = vals.astype(jnp.float32), target.astype(jnp.float32)
+  gram = jnp.einsum("bik,bil->ikl", vals, vals)                                   # [i, K, K]
+  rhs = jnp.einsum("bik,bio->iko", vals, target)                                  # [i, K, o]
+  k = gram.shape[-1]
+  lam = ridge * jnp.trace(gram, axis1=1, axis2=2)[:, None, None] / k + 1e-12
+  sol = jnp.linalg.solve(gram + lam * jnp.eye(k, dtype=gram.dtype), rhs)          # [i, K, o]
+  return jnp.transpose(sol, (1, 0, 2))
 
 
 # ------------------------------------------------------------------------------------------------- B-spline KAN
@@ -176,6 +185,8 @@ class KANLinear(nn.Module):
     n_in, basis = x.shape[-1], self.basis
     lo, hi = self.grid_range
     grid = self.variable("grid", "grid", lambda: kan_basis.make_grid(basis, n_in, lo, hi)).value
+    if grid.shape[0] != n_in:
+      layers.check_shape(x, "x", "... features", where=where, features=grid.shape[0])
 
     def spline_init(rng, shape, dtype=jnp.float32):
       g, k = self.grid_size, self.spline_order
