@@ -10,7 +10,6 @@ import pytest
 
 from zoo import gnn
 from zoo.recipes import forward_gnn as fg
-from zoo.recipes import train
 from zoo.recipes.datasets import graphs
 
 C = 3
