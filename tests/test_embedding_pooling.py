@@ -49,8 +49,8 @@ def test_poolers_read_what_they_should():
                                                                                           jnp.array([2, 4])]))
 
   def grads(pooler):
-    variables = pooler.init(jax.random.key(0), hidden, mask)
-    return jax.grad(lambda h: pooler.apply(variables, h, mask).sum())(hidden)
+    variables = jax.jit(pooler.init)(jax.random.key(0), hidden, mask)
+    return jax.jit(jax.grad(lambda h: pooler.apply(variables, h, mask).sum()))(hidden)
 
   g_last = grads(E.LastLayerTrainablePooling(4, 2))
   g_multi = grads(E.MultiLayerTrainablePooling(4, 2))
@@ -81,8 +81,8 @@ def test_frozen_backbone_gets_no_gradient():
   tokens = _tokens()
   for freeze in (True, False):
     model = E.EmbeddingModel(pooling="multi_layer", freeze_backbone=freeze, **SMALL)
-    variables = model.init(jax.random.key(0), tokens)
-    g = jax.grad(lambda p: model.apply({"params": p}, tokens)[:, 0].sum())(nn.unbox(variables["params"]))
+    variables = jax.jit(model.init)(jax.random.key(0), tokens)
+    g = jax.jit(jax.grad(lambda p: model.apply({"params": p}, tokens)[:, 0].sum()))(nn.unbox(variables["params"]))
     backbone = max(float(jnp.abs(a).max()) for a in jax.tree.leaves(g["backbone"]))
     assert (backbone == 0.0) == freeze
     assert max(float(jnp.abs(a).max()) for a in jax.tree.leaves(g["pool"])) > 0

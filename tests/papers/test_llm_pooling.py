@@ -23,8 +23,19 @@ and of the modules, which can fail if ML-TP does not read (or cannot tell apart)
 
 Slow test (real text, end to end): the zoo's small transformer (3 layers, width 32) on ``stdlib_docstrings`` (first
 docstring sentence -> the rest, word tokeniser, 300 held-out pairs), briefly pretrained as a causal LM (150 steps)
-and fine-tuned with InfoNCE (200 steps, in-batch negatives) under the paper's five designs; MRR@10 per design and
-seed is in TODO.
+and fine-tuned with InfoNCE (200 steps, in-batch negatives) under the paper's five designs (and mean pooling).
+Measured MRR@10 / recall@1, seed 0 (chance MRR@10 0.0098; TF-IDF on the same split 0.42 / 0.31; the LM-pretrained
+backbone with EOS pooling before fine-tuning 0.022 / 0.007):
+
+* EOS + causal 0.051 / 0.027; last-layer trainable + causal 0.053 / 0.037; ML-TP + causal 0.044 / 0.023;
+  last-layer trainable + bidirectional 0.041 / 0.020; ML-TP + bidirectional 0.047 / 0.027; mean + causal
+  0.041 / 0.023.
+
+What did not reproduce at this scale: PAPERS.md's (i) ML-TP >= EOS pooling (0.044 vs 0.051, and every design is
+within ~0.01 of the others: differences of the size of seed noise at 300 queries), and the paper's bidirectional
+gain. A 3-layer, 32-wide model after 350 steps is far from the LLM the paper's effects need. Asserted (slow) only
+what holds: every design learns (MRR@10 > 3x chance) and fine-tuning improves on the pretrained backbone. The run
+takes ~15 minutes on a loaded 2-core CPU; a second seed was not measured in the time available.
 """
 
 import flax.linen as nn
