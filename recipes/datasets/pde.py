@@ -22,19 +22,32 @@ array_record in the cache, then read back through TFDS).
   ``y = u / y_scale``.
 
 ``y_scale`` and ``x_scale`` (the training split's RMS) are in the dataset's metadata; relative L2 errors do not
-depend on them. The sizes are small by default so that generation takes seconds (64 x 64 Darcy: about 300 samples
-per second on one core).
+depend on them. :class:`RelativeL2` is the operator-learning task (config ``task.name = 'datasets.pde.RelativeL2'``):
+the mean relative L2 error ``|pred - y| / |y|`` per example as the loss (MgNO's and FNO's training loss).
+
+The sizes are small by default so that generation takes seconds (64 x 64 Darcy: about 300 samples per second on
+one core).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from zoo.recipes import data
+from zoo.recipes import data, tasks
 
-__all__ = ["darcy", "darcy_coefficient", "gaussian_random_field", "helmholtz", "poisson", "solve_darcy"]
+__all__ = ["RelativeL2", "darcy", "darcy_coefficient", "gaussian_random_field", "helmholtz", "poisson", "solve_darcy"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RelativeL2(tasks.Regression):
+  """Regression whose loss is the relative L2 error ``|pred - y| / |y|`` per example; metrics as ``Regression``."""
+
+  def loss(self, outputs, batch):
+    return self.metrics(outputs, batch)["relative_l2"]
 
 
 def gaussian_random_field(rng: np.random.Generator, n: int, count: int, *, alpha: float = 2.0, tau: float = 3.0,

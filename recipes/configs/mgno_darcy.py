@@ -1,0 +1,47 @@
+r"""MgNO on generated 2D Darcy flow (He, Liu and Xu, "MgNO", ICLR 2024, arXiv:2310.19809).
+
+Command::
+
+  python -m zoo.recipes.train --config recipes/configs/mgno_darcy.py --workdir /tmp/mgno_darcy
+
+Data: ``darcy`` (recipes/datasets/pde.py), ``-div(a grad u) = 1`` on 32 x 32 interior nodes with FNO's
+piecewise-constant coefficients, 1000 training and 200 test samples, generated and cached on first use (~5 s).
+Model: ``mgno.MgNO`` with 4 MgNO layers of width 16 and 4 grid levels (32^2 -> 4^2), one pre-smoothing step per
+level, zero (Dirichlet) padding, field biases, and the authors' pointwise term; MSE on targets scaled to unit RMS
+(the relative L2 error is scale-free), Adam with a cosine schedule.
+
+Expected result: test ``relative_l2`` about 0.04 after 2000 steps (batch 16); about 15 minutes on a 2-core laptop
+CPU. The paper's Darcy setting is the ``'darcy'`` preset of ``zoo.mgno.PRESETS`` (5 layers of width 32, 5 levels,
+64^2 grids): ``--config.model.features=32 --config.model.num_layers=5 --config.model.levels=5
+--config.data.kwargs.resolution=64``.
+"""
+
+import ml_collections
+
+from zoo.recipes.configs import base_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = base_config()
+  c.model = ml_collections.ConfigDict({
+      "name": "mgno.MgNO",
+      "features": 16,
+      "num_layers": 4,
+      "levels": 4,
+      "pre_smooth": 1,
+      "boundary": "dirichlet",
+      "pointwise": True,
+  })
+  c.data.name = "darcy"
+  c.data.kwargs = ml_collections.ConfigDict({"resolution": 32, "num_train": 1000, "num_test": 200, "seed": 0})
+  c.data.batch_size = 16
+  c.data.eval_batch_size = 200
+  c.task = ml_collections.ConfigDict({"name": "datasets.pde.RelativeL2", "input_key": "x", "target_key": "y"})
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 3e-3
+  c.optimizer.schedule = "cosine"
+  c.steps = 2000
+  c.log_every = 100
+  c.eval_every = 500
+  c.checkpoint_every = 500
+  return c
