@@ -8,7 +8,7 @@ Command::
 
   python -m zoo.recipes.train --config recipes/configs/afkan_digits.py --workdir /tmp/zoo-afkan
 
-Expected: test accuracy ~0.95, in about a minute on a 2-core laptop CPU.
+Expected: test accuracy 0.931 (measured, seed 0); 54 s wall (16 s CPU) on the shared 2-core build machine.
 """
 
 from zoo.recipes.configs import base_config

@@ -9,7 +9,8 @@ Command::
 
   python -m zoo.recipes.train --config recipes/configs/kan_function_fitting.py --workdir /tmp/zoo-kan
 
-Expected: test MSE ~1e-4 (RMSE ~1e-2, below 2e-2), in about a minute on a 2-core laptop CPU.
+Expected: test relative L2 error 0.0026 (MSE < 1e-4; measured, seed 0); 50 s wall (15 s CPU) on the shared
+2-core build machine.
 """
 
 from zoo.recipes.configs import base_config
