@@ -75,15 +75,22 @@ def test_episode_regression_counts_only_query_steps():
 def test_fast_update_with_the_true_gradient_is_backprop(trained):
   proc, batch, state, _ = trained
   params, ep = state.params["model"], _one(batch)
-  loss, s, g = sgr.true_state_gradient(proc, params, ep)
+
+  @jax.jit
+  def compute(params, sg_params, ep):
+    loss, s, g = sgr.true_state_gradient(proc, params, ep)
+    delta, _, _ = sgr.synthetic_update(proc, params, sg_params, ep, g=g)
+    full = jax.grad(lambda th: proc.episode_loss(sgr._with_controller(params, th), ep))(sgr._controller(params))
+    # A small step along it:
+    theta = jax.tree.map(lambda t, d: t - 1e-2 * d, sgr._controller(params), delta)
+    return loss, s, g, delta, full, proc.episode_loss(sgr._with_controller(params, theta), ep)
+
+  loss, s, g, delta, full, stepped = compute(params, state.params["sg"], ep)
   assert s.shape == g.shape == (SHOTS + QUERIES, 16)
-  delta, _, _ = sgr.synthetic_update(proc, params, state.params["sg"], ep, g=g)
-  full = jax.grad(lambda th: proc.episode_loss(sgr._with_controller(params, th), ep))(sgr._controller(params))
   for a, b in zip(jax.tree.leaves(delta), jax.tree.leaves(full)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
   # ... and a small step along it lowers the episode's loss.
-  theta = jax.tree.map(lambda t, d: t - 1e-2 * d, sgr._controller(params), delta)
-  assert float(proc.episode_loss(sgr._with_controller(params, theta), ep)) < float(loss)
+  assert float(stepped) < float(loss)
 
 
 def test_module_regression_target_is_the_true_gradient(trained):
@@ -118,8 +125,8 @@ def test_untrained_module_predicts_nothing_and_changes_nothing():
 def test_training_moves_the_module_and_evaluate_reports_adaptation(trained):
   proc, batch, state, metrics = trained
   assert metrics[-1]["sg_loss"] > 0 and np.isfinite(metrics[-1]["loss"])
-  s = sgr.true_state_gradient(proc, state.params["model"], _one(batch))[1]
-  g_hat = proc.predict_gradient(state.params["sg"], s[None], _one(batch))
+  g_hat = jax.jit(lambda p, sg, ep: proc.predict_gradient(sg, sgr.true_state_gradient(proc, p, ep)[1][None], ep))(
+      state.params["model"], state.params["sg"], _one(batch))
   assert float(jnp.abs(g_hat).max()) > 0
   ev = jax.jit(proc.evaluate)(state, batch)
   assert set(ev) == {"loss", "loss_before", "sg_cosine", "update_cosine"}
