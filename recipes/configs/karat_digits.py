@@ -9,7 +9,7 @@ Command::
 
   python -m zoo.recipes.train --config recipes/configs/karat_digits.py --workdir /tmp/zoo-karat
 
-Expected: test accuracy ~0.95, in a few minutes on a 2-core laptop CPU.
+Expected: test accuracy 0.936 (measured, seed 0); 98 s wall (60 s CPU) on the shared 2-core build machine.
 """
 
 from zoo.recipes.configs import base_config
