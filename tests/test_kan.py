@@ -45,8 +45,8 @@ def _init(name):
 
 
 # Compiling every model is the expensive part on CPU: all are checked abstractly (shapes, dtypes, parameter trees),
-# a representative subset is compiled and run.
-RUN = ("KAN", "ReLUKAN", "AFKAN", "SKAN", "KArAtViT")
+# a representative subset is compiled and run (KAN and KArAtViT run in the sharded-forward test below).
+RUN = ("ReLUKAN", "AFKAN", "SKAN")
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -101,7 +101,7 @@ def test_bf16_compute():
   np.testing.assert_allclose(y.astype(jnp.float32), y32, atol=3e-2 * float(jnp.max(jnp.abs(y32))))
 
 
-@pytest.mark.parametrize("name", ["KAN", "SKAN"])
+@pytest.mark.parametrize("name", ["KAN"])
 def test_vmap_over_a_leading_axis(name):
   model, x, _ = MODELS[name]
   v = _init(name)
@@ -119,6 +119,7 @@ def test_sharded_forward_on_the_mesh(name):
   boxed = jax.eval_shape(model.init, jax.random.key(0), x)
   variables = nn.unbox(_init(name))
   expected = jax.jit(model.apply)(variables, x)
+  assert expected.shape == shape and bool(jnp.all(jnp.isfinite(expected)))
   placed = jax.device_put(variables, sharding.state_shardings(boxed, mesh))
   assert any(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(placed)), "no parameter is sharded"
   xs = jax.device_put(x, sharding.batch_sharding(mesh))
@@ -190,7 +191,15 @@ def test_update_grid_preserves_the_function_and_adapts_to_data():
   layer = model.layer(0)
   lv = {"params": v["params"]["layers_0"], "grid": v["grid"]["layers_0"]}
   y0 = jax.jit(layer.apply)(lv, x)
-  fine, fv = kan.update_grid(layer, lv, x, grid_size=12)
+  fines = []
+
+  def extend(lv, x):
+    fine, fv = kan.update_grid(layer, lv, x, grid_size=12)
+    fines.append(fine)
+    return fv
+
+  fv = jax.jit(extend)(lv, x)
+  fine = fines[-1]
   assert fine.grid_size == 12 and fv["params"]["spline_weight"].shape == (15, 2, 4)
   np.testing.assert_allclose(jax.jit(fine.apply)(fv, x), y0, atol=2e-3 * float(jnp.max(jnp.abs(y0))) + 1e-4)
   with pytest.raises(TypeError, match="KAN or KANLinear"):
