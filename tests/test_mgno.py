@@ -28,7 +28,7 @@ def tiny_2d():
 def test_shapes_1d_and_2d(tiny_2d):
   model, variables, x = tiny_2d
   assert jax.eval_shape(model.apply, variables, x).shape == (2, 16, 16, 1)
-  m1 = mgno.MgNO(features=4, num_layers=2, out_features=3, levels=3, pre_smooth=1, impl="xla")
+  m1 = mgno.MgNO(features=4, num_layers=1, out_features=3, levels=3, pre_smooth=1, impl="xla")
   x1 = _x((3, 24, 2))
   v1 = jax.jit(m1.init)(jax.random.key(0), x1)
   y1 = jax.jit(m1.apply)(v1, x1)

@@ -20,8 +20,10 @@ per grid node and channel, 32*32*8 extra parameters), so that the parameter coun
 (MgNO 4,687 vs CNN 5,461); the field bias is the model's default and is used in the slow test.
 
 Slow (``-m slow``): Darcy flow on 32^2 with FNO's piecewise-constant coefficients, 400 train / 100 test, MgNO (the
-paper's layer, field bias) against a CNN, a U-Net and a small FNO of similar or larger parameter count; see
-the numbers and what was asserted in the test's docstring.
+paper's layer, field bias) against a CNN, a U-Net and a small FNO (numbers in the test's docstring). MgNO beats the
+CNN (~0.18x its error) and the larger U-Net (~0.76x), but only ties with the small FNO: the paper's margin over FNO
+did not reproduce at this scale (32^2, 400 samples, 600 steps). The CNN is smaller than MgNO in parameters (5,461 vs
+31,654, of which 17,408 are MgNO's bias fields): a CNN of MgNO's size costs ~1.4 s per step on this CPU.
 """
 
 import flax.linen as nn
@@ -101,16 +103,34 @@ def test_one_layer_sees_the_whole_grid_a_cnn_does_not():
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_darcy_mgno_against_cnn_unet_fno(seed):
+  """Darcy flow, 32^2 interior nodes, 400 train / 100 test, 600 steps of batch 8 (Adam 3e-3, cosine, relative L2).
+
+  Measured test relative L2 (training seeds 0, 1), parameters in brackets:
+
+  =========================================================  ===============  ===============
+  model                                                      seed 0           seed 1
+  =========================================================  ===============  ===============
+  MgNO: 2 layers of width 8, 4 levels, (1, 1, 2, 2), field    0.0373           0.0342
+  bias, pointwise term (31,654; 17,408 of them bias fields)
+  CNN: 6 layers of width 12 (5,461)                           0.195            0.197
+  U-Net: width 8, 3 levels (40,889)                           0.048            0.0436
+  FNO: width 8, 6 modes, 3 layers, projection 32 (28,217)     0.0367           0.0372
+  =========================================================  ===============  ===============
+
+  What holds and is asserted: MgNO <= 0.6x the CNN's error and below the (larger) U-Net's. What did not reproduce at
+  this scale: the paper's clear margin over FNO; the small FNO ties with MgNO (within 10%), so only "MgNO is not
+  worse than 1.25x FNO" is asserted.
+  """
   data = pde.darcy(resolution=32, num_train=400, num_test=100, seed=0)
   kw = dict(seed=seed, steps=600, batch=8)
-  n_mg, err_mg = train_and_test(mgno.MgNO(features=8, num_layers=2, levels=4, pre_smooth=(1, 1, 2, 2), impl="xla"),
-                                data, **kw)
+  _, err_mg = train_and_test(mgno.MgNO(features=8, num_layers=2, levels=4, pre_smooth=(1, 1, 2, 2), impl="xla"),
+                             data, **kw)
   baselines = {
       "cnn": operators.CNN(features=12, num_layers=6),
       "unet": operators.UNet(features=8, levels=3),
       "fno": operators.FNO(features=8, modes=6, num_layers=3, projection=32),
   }
-  errs = {}
-  for name, model in baselines.items():
-    n, errs[name] = train_and_test(model, data, **kw)
-  assert err_mg < errs["cnn"], (err_mg, errs)
+  errs = {name: train_and_test(model, data, **kw)[1] for name, model in baselines.items()}
+  assert err_mg <= 0.6 * errs["cnn"], (err_mg, errs)
+  assert err_mg < errs["unet"], (err_mg, errs)
+  assert err_mg <= 1.25 * errs["fno"], (err_mg, errs)
