@@ -174,6 +174,7 @@ def test_interpret_matches_reference_bf16(backend):
     np.testing.assert_allclose(a, b, atol=3e-2 * float(jnp.max(jnp.abs(b))))
 
 
+@pytest.mark.slow  # over the default suite's time budget on 2 CPU cores
 def test_interpret_several_tiles_and_leading_dims():
   # Shapes larger than the blocks exercise the in-kernel loop / grid accumulation and the padding of every axis.
   basis = B.bspline(2, 1)

@@ -60,6 +60,7 @@ def _compare(digits, mesh, hidden, steps, seeds):
   assert accuracy["activator_pe"] > accuracy["activator"] + 0.1
 
 
+@pytest.mark.slow  # over the default suite's time budget on 2 CPU cores
 def test_activator_vs_vit_on_digits(digits, single_device_mesh):
   _compare(digits, single_device_mesh, hidden=32, steps=400, seeds=(0,))
 

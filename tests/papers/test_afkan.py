@@ -77,6 +77,7 @@ STEPS = int(os.environ.get("ZOO_AFKAN_STEPS", 700))
 SEED = int(os.environ.get("ZOO_AFKAN_SEED", 0))
 
 
+@pytest.mark.slow  # over the default suite's time budget on 2 CPU cores
 def test_kan_fits_exp_sin_and_grid_refinement_lowers_the_error(single_device_mesh):
   train_data = functions.sample("exp_sin", 1000, SEED)
   test_data = functions.sample("exp_sin", 1000, SEED + 99)

@@ -114,6 +114,7 @@ def test_classification_breast_cancer(single_device_mesh):
   assert half_gb >= half_bp - 0.01
 
 
+@pytest.mark.slow  # over the default suite's time budget on 2 CPU cores
 def test_regression_diabetes(single_device_mesh):
   train_data, test_data, info = _load("diabetes")
   task = tasks.Regression()
