@@ -118,13 +118,8 @@ class ActivatorClassifier(nn.Module):
     """``image [batch, height, width, channels]`` float -> logits ``[batch, num_classes]`` float32."""
     where = type(self).__name__
     layers.check_shape(image, "image", "batch height width channels", where=where, dtype="floating")
-    p = self.patch_size
-    if image.shape[1] % p or image.shape[2] % p:
-      raise ValueError(f"{where}: `image` height and width must be multiples of patch_size={p}; got shape "
-                       f"{image.shape}.")
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    x = layers.conv(self.hidden, (p, p), strides=p, padding="VALID", name="patchify", **kw)(image)
-    x = x.reshape(x.shape[0], -1, self.hidden)
+    x = transformer.patch_tokens(image, self.patch_size, self.hidden, where=where, **kw)
     if self.position_embedding:
       table = self.param("position_embedding", layers.partitioned(nn.initializers.normal(0.02), ("length", "embed")),
                          x.shape[1:], self.param_dtype)

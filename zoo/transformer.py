@@ -643,6 +643,19 @@ class TransformerLM(nn.Module):
     return self.logits(self.encode(tokens, mask=mask, causal=True, train=train))
 
 
+def patch_tokens(image: Array, patch_size: int, features: int, *, where: str, dtype=None,
+                 param_dtype=jnp.float32) -> Array:
+  """``image [b, H, W, C] -> tokens [b, (H / p) (W / p), features]``: a conv with kernel = stride = patch, named
+  ``patchify`` in the calling module (call it inside a compact method). ``H`` and ``W`` must be multiples of ``p``."""
+  p = patch_size
+  if image.shape[1] % p or image.shape[2] % p:
+    raise ValueError(f"{where}: `image` height and width must be multiples of patch_size={p}; got shape "
+                     f"{image.shape}.")
+  x = layers.conv(features, (p, p), strides=p, padding="VALID", dtype=dtype, param_dtype=param_dtype,
+                  name="patchify")(image)
+  return x.reshape(x.shape[0], -1, features)
+
+
 class ViT(nn.Module):
   """Vision transformer: non-overlapping patches -> tokens -> :class:`Encoder` -> class token or mean -> logits.
 
@@ -676,15 +689,10 @@ class ViT(nn.Module):
     """``image [batch, height, width, channels]`` float -> logits ``[batch, num_classes]``."""
     where = type(self).__name__
     layers.check_shape(image, "image", "batch height width channels", where=where, dtype="floating")
-    p = self.patch_size
-    if image.shape[1] % p or image.shape[2] % p:
-      raise ValueError(f"{where}: `image` height and width must be multiples of patch_size={p}; got shape "
-                       f"{image.shape}.")
     if self.pool not in ("cls", "mean"):
       raise ValueError(f"{where}: `pool` must be 'cls' or 'mean'; got {self.pool!r}.")
-    x = layers.conv(self.hidden, (p, p), strides=p, padding="VALID", dtype=self.dtype,
-                    param_dtype=self.param_dtype, name="patchify")(image)
-    x = x.reshape(x.shape[0], -1, self.hidden)
+    x = patch_tokens(image, self.patch_size, self.hidden, where=where, dtype=self.dtype,
+                     param_dtype=self.param_dtype)
     if self.pool == "cls":
       cls = self.param("cls", layers.partitioned(nn.initializers.zeros_init(), (None, None, "embed")),
                        (1, 1, self.hidden), self.param_dtype)
