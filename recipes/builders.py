@@ -1,9 +1,10 @@
 """Builds the config's named pieces: the model, the task, the optimizer and the procedure.
 
 Names are resolved the big_vision way: a model is ``'family.Class'`` relative to ``zoo`` (``'hopfield.
-HopfieldClassifier'``, see ``zoo.registry``), a task or procedure is a short name from a table or ``'module.Class'`` relative to
-``zoo.recipes``. The remaining fields of the config block become keyword arguments, checked against the class's
-fields so that a typo is an error listing the valid names, not a silently ignored setting.
+HopfieldClassifier'``, see ``zoo.registry``); a task is a short name from a table or ``'module.Class'`` relative to
+``zoo.recipes`` or ``zoo.recipes.procedures``; a procedure is ``'backprop'`` or ``'module.Class'`` relative to
+``zoo.recipes.procedures``. The remaining fields of the config block become keyword arguments, checked against the
+class's fields so that a typo is an error listing the valid names, not a silently ignored setting.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import optax
 from zoo import registry
 from zoo.recipes import tasks as tasks_lib
 
-__all__ = ["make_model", "make_optimizer", "make_procedure", "make_task", "resolve"]
+__all__ = ["make_model", "make_optimizer", "make_procedure", "make_task", "resolve", "resolve_procedure"]
 
 
 def _to_dict(block) -> dict[str, Any]:
@@ -30,17 +31,20 @@ def _to_dict(block) -> dict[str, Any]:
   return dict(block)
 
 
-def resolve(name: str, *, package: str, table: dict[str, Any] | None = None, kind: str, valid=None):
-  """Finds ``name`` in ``table`` or as ``'module.Attr'`` under ``package``; a clear error otherwise."""
+def resolve(name: str, *, package: str | tuple[str, ...], table: dict[str, Any] | None = None, kind: str,
+            valid=None):
+  """Finds ``name`` in ``table`` or as ``'module.Attr'`` under ``package`` (the first of several that has it)."""
   if table and name in table:
     return table[name]
   module_name, _, attr = name.rpartition(".")
   obj = None
-  if module_name:
+  for pkg in (package,) if isinstance(package, str) else package:
+    if not module_name or obj is not None:
+      break
     try:
-      module = importlib.import_module(f"{package}.{module_name}")
+      module = importlib.import_module(f"{pkg}.{module_name}")
     except ModuleNotFoundError as e:
-      if not e.name or not e.name.startswith(package):
+      if not e.name or not f"{pkg}.{module_name}".startswith(e.name):
         raise  # a missing dependency inside the module is not a misspelled name
     else:
       obj = getattr(module, attr, None)
@@ -78,7 +82,9 @@ def make_task(block):
   """``task`` config block -> task object (``zoo.recipes.tasks``)."""
   kwargs = _to_dict(block)
   name = kwargs.pop("name", "classification")
-  cls = resolve(name, package="zoo.recipes", table=tasks_lib.TASKS, kind="task")
+  # A paper's own task lives beside its procedure (``'forward_gnn.NodeClassification'``) or its data
+  # (``'datasets.pde.RelativeL2'``).
+  cls = resolve(name, package=("zoo.recipes", "zoo.recipes.procedures"), table=tasks_lib.TASKS, kind="task")
   return _construct(cls, kwargs, kind="task", name=name)
 
 
@@ -125,10 +131,29 @@ def make_optimizer(block, *, total_steps: int) -> optax.GradientTransformation:
 PROCEDURES = {"backprop": "backprop.Backprop"}
 
 
+def _procedure_names() -> list[str]:
+  """Every procedure class a config can name: ``'backprop'`` and ``'<module>.<Class>'`` under procedures/."""
+  import pkgutil  # pylint: disable=g-import-not-at-top
+  from zoo.recipes import procedures  # pylint: disable=g-import-not-at-top
+  names = set(PROCEDURES)
+  for info in pkgutil.iter_modules(procedures.__path__):
+    module = importlib.import_module(f"{procedures.__name__}.{info.name}")
+    for attr in getattr(module, "__all__", ()):
+      obj = getattr(module, attr)
+      if inspect.isclass(obj) and callable(getattr(obj, "step", None)) and callable(getattr(obj, "init", None)):
+        names.add(f"{info.name}.{attr}")
+  return sorted(names)
+
+
+def resolve_procedure(name: str):
+  """``'backprop'`` or ``'module.Class'`` under ``zoo.recipes.procedures`` -> the procedure class."""
+  return resolve(PROCEDURES.get(name, name), package="zoo.recipes.procedures", kind="procedure",
+                 valid=_procedure_names)
+
+
 def make_procedure(block, *, model, task, optimizer):
   """``procedure`` config block -> procedure (``init``/``step``/``evaluate``), given the built pieces."""
   kwargs = _to_dict(block)
   name = kwargs.pop("name", "backprop")
-  cls = resolve(PROCEDURES.get(name, name), package="zoo.recipes", kind="procedure",
-                valid=lambda: sorted(PROCEDURES) + ["<module>.<Class> under zoo.recipes"])
+  cls = resolve_procedure(name)
   return _construct(cls, kwargs, kind="procedure", name=name, model=model, task=task, optimizer=optimizer)

@@ -103,7 +103,7 @@ class Trainer:
   (``sharding.LOGICAL_RULES``). The train step donates its input state.
 
   Args:
-    procedure: built procedure (``zoo.recipes.backprop.Backprop`` or a paper's).
+    procedure: built procedure (``zoo.recipes.procedures.backprop.Backprop`` or a paper's).
     mesh: a mesh from ``sharding.make_mesh``.
     example_batch: one global batch (or its ``ShapeDtypeStruct``s), for shapes.
   """
@@ -362,7 +362,7 @@ def fit(model: nn.Module, train_data: Mapping[str, np.ndarray], *, task: Any = "
     optimizer: an optax transformation, an optimizer config dict, or None for ``optax.adam(1e-3)``.
     steps: training steps; batch_size: the global batch size (a multiple of the mesh's data shards).
     eval_data: arrays to evaluate on at the end.
-    procedure: ``'backprop'``, ``'module.Class'`` under ``zoo.recipes``, or a class; built with
+    procedure: ``'backprop'``, ``'module.Class'`` under ``zoo.recipes.procedures``, or a class; built with
       ``(model=, task=, optimizer=, **procedure_kwargs)``.
     mesh: default: all devices, data parallel.
     log_every: record training metrics every this many steps (0: only at the end).
@@ -379,8 +379,7 @@ def fit(model: nn.Module, train_data: Mapping[str, np.ndarray], *, task: Any = "
   elif isinstance(optimizer, Mapping):
     optimizer = builders.make_optimizer(dict(optimizer), total_steps=steps)
   if isinstance(procedure, str):
-    procedure = builders.resolve(builders.PROCEDURES.get(procedure, procedure), package="zoo.recipes",
-                                 kind="procedure")
+    procedure = builders.resolve_procedure(procedure)
   proc = procedure(model=model, task=task, optimizer=optimizer, **dict(procedure_kwargs or {}))
   mesh = sharding.make_mesh() if mesh is None else mesh
   source = data_lib.ArraySource(train_data)

@@ -32,3 +32,21 @@ def digits():
   from zoo.recipes import data  # pylint: disable=g-import-not-at-top
   sources, _ = data.load("digits")
   return sources["train"].arrays, sources["test"].arrays
+
+
+def seed_offset() -> int:
+  """The effect tests' seed offset: ``ZOO_TEST_SEED`` (default 0), so anyone can rerun them on other seeds.
+
+  Effect tests draw every seed as ``seed_offset() + k``; thresholds are calibrated to hold on offsets 0, 1 and 2.
+  """
+  value = os.environ.get("ZOO_TEST_SEED", "0")
+  try:
+    return int(value)
+  except ValueError:
+    raise ValueError(f"ZOO_TEST_SEED must be an integer seed offset; got {value!r}.") from None
+
+
+@pytest.fixture
+def seed():
+  """The seed offset from ``ZOO_TEST_SEED`` (default 0): ``seed + k`` is an effect test's k-th seed."""
+  return seed_offset()

@@ -1,4 +1,4 @@
-"""Unit tests of zoo.core, zoo.recipes.fault_detection and the sensors / copy_first datasets.
+"""Unit tests of zoo.core, zoo.recipes.procedures.fault_detection and the sensors / copy_first datasets.
 
 Per module: output shapes and dtypes, jit == no-jit, vmap over a leading axis, a forward pass with parameters and
 batch sharded over the 8-device mesh by their logical axis names, and clear errors on bad input.
@@ -15,7 +15,7 @@ import scipy.special
 
 from zoo import core
 from zoo.recipes import data
-from zoo.recipes import fault_detection as fd
+from zoo.recipes.procedures import fault_detection as fd
 from zoo.recipes import sharding
 from zoo.recipes import tasks
 from zoo.recipes import train

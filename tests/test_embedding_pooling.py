@@ -9,7 +9,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from zoo import embedding_pooling as E
-from zoo.recipes import contrastive
+from zoo.recipes.procedures import contrastive
 from zoo.recipes import sharding
 from zoo.recipes import train
 from zoo.recipes.datasets import text

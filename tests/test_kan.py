@@ -14,7 +14,7 @@ import pytest
 from zoo import kan
 from zoo.kernels import kan_basis
 from zoo.recipes import sharding
-from zoo.recipes import skan as skan_lib
+from zoo.recipes.procedures import skan as skan_lib
 from zoo.recipes import tasks
 
 RNG = np.random.default_rng(0)

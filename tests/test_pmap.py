@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from zoo import core
-from zoo.recipes import backprop
+from zoo.recipes.procedures import backprop
 from zoo.recipes import tasks
 
 N = jax.local_device_count()

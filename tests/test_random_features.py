@@ -1,4 +1,4 @@
-"""Unit tests of zoo.random_features and the ridge procedure (zoo.recipes.ridge)."""
+"""Unit tests of zoo.random_features and the ridge procedure (zoo.recipes.procedures.ridge)."""
 
 import flax.linen as nn
 import jax
@@ -11,7 +11,7 @@ from zoo import random_features as R
 from zoo.recipes import sharding
 from zoo.recipes import tasks
 from zoo.recipes import train
-from zoo.recipes.ridge import RidgeRegression
+from zoo.recipes.procedures.ridge import RidgeRegression
 
 
 def _x(n=8, keys=5, d=4, seed=0):

@@ -2,7 +2,7 @@
 
 Paper: Seyedsaman Emami, Gonzalo Martinez-Munoz, "Sequential Training of Neural Networks with Gradient Boosting"
 (2019; IEEE Access 2023), arXiv:1909.12098. Reference implementation read to match the structure:
-github.com/GAA-UAM/GBNN (``GNEGNE``, ``to_NN``). The training procedure is ``zoo.recipes.boosting``.
+github.com/GAA-UAM/GBNN (``GNEGNE``, ``to_NN``). The training procedure is ``zoo.recipes.procedures.boosting``.
 
 GBNN reads a one-hidden-layer network as an additive expansion ``F(x) = b + sum_u v_u sigma(w_u . phi(x) + a_u)``
 and trains it as gradient boosting does: stage ``t`` fits a fresh J-unit network to the pseudo-residuals of the

@@ -2,7 +2,7 @@
 
 From "A Review of Deep Learning with Special Emphasis on Architectures, Applications and Recent Trends"
 (Sengupta et al., 2019, arXiv:1905.13294), which surveys these architectures and, as an application, fault
-detection with an autoencoder trained on normal data only (``zoo.recipes.fault_detection``).
+detection with an autoencoder trained on normal data only (``zoo.recipes.procedures.fault_detection``).
 
 Every module is a Flax Linen module whose parameters carry logical axis names (``zoo.layers``), checks its input
 once at the boundary (a wrong rank, size or dtype raises a ``ValueError``/``TypeError`` naming the argument), and is

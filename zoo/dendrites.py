@@ -3,7 +3,7 @@
 Paper: Brenner & Itti, "Perforated Backpropagation: A Neuroscience Inspired Extension to Artificial Neural
 Networks" (2025, arXiv 2501.18018); reference API github.com/PerforatedAI/PerforatedAI (read to match the
 structure; nothing is copied). The training procedure (neuron phases, dendrite phases, cycles) is
-``zoo.recipes.perforated``.
+``zoo.recipes.procedures.perforated``.
 
 :class:`Perforated` wraps any Linen model (an MLP, a ConvNet, a GNN ...) and gives every ``nn.Dense`` and
 ``nn.Conv`` inside it (found with ``nn.intercept_methods``, so the wrapped model's code is untouched) up to
@@ -17,7 +17,7 @@ cascade-correlation):
 
 ``c_k`` (``to_neuron``, initialised to 0) is learned with the neurons. The ``stop_gradient`` is the "perforation":
 no error flows into a dendrite or through it to earlier layers; dendrites learn only in their own phase, by
-maximising the correlation of their output with the neuron's remaining error (``zoo.recipes.perforated``). Earlier
+maximising the correlation of their output with the neuron's remaining error (``zoo.recipes.procedures.perforated``). Earlier
 dendrites' outputs enter the cascade as constants too, so a dendrite's objective reaches only its own weights.
 
 Parameters per wrapped layer live beside the wrapped model's, under ``dendrites_<layer path>``:

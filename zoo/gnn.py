@@ -8,7 +8,7 @@ Papers:
 * GAT: Velickovic et al., "Graph Attention Networks" (2018, arXiv 1710.10903).
 
 They are the layers that "Forward Learning of Graph Neural Networks" (Park et al., ICLR 2024, arXiv 2403.11004)
-trains without backpropagation (``zoo.recipes.forward_gnn``). Message passing is ``jax.ops.segment_sum`` /
+trains without backpropagation (``zoo.recipes.procedures.forward_gnn``). Message passing is ``jax.ops.segment_sum`` /
 ``segment_max`` over an edge list (jraph is archived, so nothing here depends on it).
 
 A graph is a mapping of fixed-shape arrays, one graph or a batch of graphs padded to the same sizes:

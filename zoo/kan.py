@@ -14,7 +14,7 @@ Papers:
   2025 (arXiv 2503.06112): :class:`AFKANLayer`, :class:`AFKAN`.
 * "Activation Space Selectable Kolmogorov-Arnold Networks", Yang et al., 2024 (arXiv 2408.08338):
   :class:`SelectableKANLayer`, :class:`SKAN`, :class:`SelectableKANConv`, :class:`SConvKAN` (the three-phase
-  schedule is ``zoo.recipes.skan``).
+  schedule is ``zoo.recipes.procedures.skan``).
 * "Kolmogorov-Arnold Attention: Is Learnable Attention Better For Vision Transformers?", Maity et al., 2025 (arXiv
   2503.10632): :class:`KArAtAttention`, :func:`karat_attention`, :class:`KArAtViT` (on ``zoo.transformer.ViT``).
 
@@ -500,7 +500,7 @@ class SelectableKANLayer(nn.Module):
 
   All spaces are evaluated and contracted in one kernel call (their bases concatenated, each block of coefficients
   scaled by its input's mixing weight). The ``'selection'`` collection holds ``mask [i, spaces]`` (1 = kept), which
-  the three-phase schedule (``zoo.recipes.skan``) narrows to the top-k spaces and then to one per node.
+  the three-phase schedule (``zoo.recipes.procedures.skan``) narrows to the top-k spaces and then to one per node.
 
   Attributes:
     features: o.

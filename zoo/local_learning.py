@@ -1,7 +1,7 @@
 """Layer stacks for local (back-propagation-free) learning rules: counter-current learning and forward-forward.
 
 The training procedures live in ``zoo.recipes`` (``counter_current``, ``forward_forward``; feedback alignment,
-``zoo.recipes.feedback_alignment``, needs no special model: it trains any zoo model made of ``nn.Dense``/``nn.Conv``
+``zoo.recipes.procedures.feedback_alignment``, needs no special model: it trains any zoo model made of ``nn.Dense``/``nn.Conv``
 layers). The models here expose what those rules need: every layer's activity, with the input of every layer cut
 from the gradient, so a layer's local loss can only reach that layer's parameters.
 

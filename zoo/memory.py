@@ -5,7 +5,7 @@ Synthetic Gradients in Neural Memory Controllers" (2020), arXiv:2011.05438. The 
 decoupled neural interface of Jaderberg et al., "Decoupled Neural Interfaces using Synthetic Gradients" (ICML 2017),
 arXiv:1608.05343. The memory follows the Neural Turing Machine's content addressing and erase/add write (Graves et
 al., 2014, arXiv:1410.5401). The training procedure (fast synthetic-gradient updates of the controller within an
-episode, slow backprop across episodes) is ``zoo.recipes.synthetic_gradients``.
+episode, slow backprop across episodes) is ``zoo.recipes.procedures.synthetic_gradients``.
 
 A neural memory network (NMN) reads a sequence ``x [batch, time, in]``. At every step ``t`` the controller, an LSTM
 (flax's ``nn.OptimizedLSTMCell``), reads the input and the previous memory read, and emits the interface:

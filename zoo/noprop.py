@@ -1,7 +1,7 @@
 """NoProp: denoising blocks that are trained without end-to-end back-propagation.
 
 Paper: Qinyu Li, Yee Whye Teh, Razvan Pascanu, "NoProp: Training Neural Networks without Back-propagation or
-Forward-propagation" (2025), arXiv:2503.24322. The training procedures are in ``zoo.recipes.noprop``; this module
+Forward-propagation" (2025), arXiv:2503.24322. The training procedures are in ``zoo.recipes.procedures.noprop``; this module
 holds the networks, the class embeddings and the noise schedules the procedures and the inference chains share.
 
 The idea: a label ``y`` has an embedding ``u_y`` (a row of ``W_embed``). A fixed Gaussian process noises it,

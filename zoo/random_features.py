@@ -22,7 +22,7 @@ The baseline (:class:`RandomFeatureMLP`) is the standard two-layer random-featur
 Frozen weights live in the ``'random_features'`` collection (carried, checkpointed and never updated by the
 trainer); the trainable ones are ``'params'``. Each model has ``features(x) -> [batch, num_features]`` and
 ``__call__(x) -> [batch]`` (``features @ params``), so it trains either by gradient descent (any procedure) or in
-closed form (``zoo.recipes.ridge.RidgeRegression``, or :func:`fit_ridge` on ``features``).
+closed form (``zoo.recipes.procedures.ridge.RidgeRegression``, or :func:`fit_ridge` on ``features``).
 
 Public names: :class:`RandomFeatureAttention`, :class:`RandomFeatureMLP`, :func:`fit_ridge`,
 :func:`sphere_inputs`.

@@ -11,11 +11,11 @@ Command::
 Expected: train reconstruction MSE per value 0.0031 (the reading noise is 0.05^2 = 0.0025); the test split's mean
 loss is 0.0094, higher because of the injected faults. Time: 7 s of CPU time (about 10 s on an idle 2-core laptop;
 53 s wall measured on the shared 2-core machine at load average ~20).
-The anomaly score is ``||x - x_hat||^2`` (``zoo.recipes.fault_detection``); the same model trained with
+The anomaly score is ``||x - x_hat||^2`` (``zoo.recipes.procedures.fault_detection``); the same model trained with
 ``fault_detection.train_ae_detector`` gives a test ROC-AUC of ~0.87 against ~0.72 for a 2-component PCA residual
 (tests/papers/test_review_dl.py)::
 
-  from zoo import core; from zoo.recipes import data, fault_detection
+  from zoo import core; from zoo.recipes import data; from zoo.recipes.procedures import fault_detection
   sources, _ = data.load("sensors"); train, test = sources["train"].arrays, sources["test"].arrays
   detector = fault_detection.train_ae_detector(core.Autoencoder(latent=2, hidden=(64, 64), activation="tanh"),
                                                train["x"], steps=1500, optimizer={"name": "adam",

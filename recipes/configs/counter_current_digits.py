@@ -3,7 +3,7 @@ and layer-local losses only.
 
 Paper: Kao & Hariharan, "Counter-Current Learning: A Biologically Plausible Dual Network Approach for Deep
 Learning" (NeurIPS 2024, arXiv:2409.19841). Model ``zoo.local_learning.CounterCurrentMLP`` (64-32-32-10 forward
-network, 10-32-32-64 feedback network, ELU, no biases); procedure ``zoo.recipes.counter_current.CounterCurrent``
+network, 10-32-32-64 feedback network, ELU, no biases); procedure ``zoo.recipes.procedures.counter_current.CounterCurrent``
 with the reference's MLP recipe: SGD at learning rate 1.0, gradient clipping 1 per network, pair-loss scale 0.5.
 PAPERS.md's widths are ``--config.model.features='(256, 256, 10)'``.
 

@@ -3,7 +3,7 @@ r"""Feedback alignment (random fixed feedback weights) trains an MLP on scikit-l
 Paper: Lillicrap, Cownden, Tweed & Akerman, "Random synaptic feedback weights support error backpropagation for
 deep learning" (Nature Communications 2016; arXiv:1411.0247). Model ``zoo.core.MLP`` 64-32-32-10 (any zoo model
 made of Dense/Conv layers works: try ``--config.model.name=core.ConvNet``); procedure
-``zoo.recipes.feedback_alignment.FeedbackAlignment``; Adam 1e-3. The baseline of counter-current learning
+``zoo.recipes.procedures.feedback_alignment.FeedbackAlignment``; Adam 1e-3. The baseline of counter-current learning
 (``counter_current_digits.py``).
 
 Command::

@@ -4,7 +4,7 @@ Paper: Hinton, "The Forward-Forward Algorithm: Some Preliminary Investigations" 
 back-propagation-free baseline of NoProp (``noprop_dt_digits.py``). Model ``zoo.local_learning.ForwardForwardMLP``
 (two ReLU layers of 256 on length-normalised inputs; the label appended to the image as a one-hot of value 5, about
 the image's norm: with value 1 the label is drowned out and the net stays near chance); procedure
-``zoo.recipes.forward_forward.ForwardForward`` (threshold 2 on the mean squared activity, negatives = the image with
+``zoo.recipes.procedures.forward_forward.ForwardForward`` (threshold 2 on the mean squared activity, negatives = the image with
 a random wrong label); Adam 0.03.
 
 Command::

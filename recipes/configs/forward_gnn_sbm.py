@@ -1,7 +1,7 @@
 r"""ForwardGNN (single-forward, SF) trains a 2-layer GCN layer by layer on a planted-partition graph, no backprop.
 
 Paper: "Forward Learning of Graph Neural Networks" (Park et al., ICLR 2024, arXiv 2403.11004). Procedure
-``zoo.recipes.forward_gnn.ForwardGNN`` (variant ``'sf'``: one virtual node per class linked to the labelled nodes;
+``zoo.recipes.procedures.forward_gnn.ForwardGNN`` (variant ``'sf'``: one virtual node per class linked to the labelled nodes;
 each layer learns by cross-entropy over its node-to-virtual-node similarities, on the stop-gradient of the layer
 below; 200 steps for layer 0, then 200 for layer 1). Model ``zoo.gnn.GNN`` (GCN, 64 hidden). Data ``sbm``: 4
 communities x 60 nodes, p_in 0.08, p_out 0.008, noisy class-mean features, 20% labelled. The whole graph is one

@@ -5,7 +5,7 @@ Paper: Li, Teh & Pascanu, "NoProp: Training Neural Networks without Back-propaga
 arXiv:2503.24322), continuous-time variant. Model ``zoo.noprop.NoPropCTNet``: one block ``u_hat(z_t, x, t)`` (MLP
 x-encoder 64 -> 64, z-path, sinusoidal time embedding, 64-32-10 head, ``softmax(logits) W_embed``), a learned
 monotone schedule ``SNR(t) = exp(-gamma(t))`` (VDM's network), one-hot embeddings and a classifier on ``z_1``.
-Procedure ``zoo.recipes.noprop.NoPropCT``: ``t ~ U[0, 1]`` per example, denoising loss weighted by ``SNR'(t)`` with
+Procedure ``zoo.recipes.procedures.noprop.NoPropCT``: ``t ~ U[0, 1]`` per example, denoising loss weighted by ``SNR'(t)`` with
 eta = 1 (the paper's CT value as transcribed by github.com/bayesianempirimancer/jax-noprop), plus the classifier
 and KL terms; evaluation integrates the probability-flow ODE over 1000 steps (the paper's number of inference
 steps). AdamW, learning rate 3e-3, weight decay 1e-3.

@@ -4,7 +4,7 @@ between them.
 Paper: Li, Teh & Pascanu, "NoProp: Training Neural Networks without Back-propagation or Forward-propagation" (2025,
 arXiv:2503.24322). Model ``zoo.noprop.NoPropDTNet``: T = 10 blocks (each an MLP x-encoder 64 -> 64, a z-path and a
 64-32-10 head with BatchNorm, ``u_hat = softmax(logits) W_embed``), one-hot class embeddings, the cosine noise
-schedule and a linear classifier on ``z_T``. Procedure ``zoo.recipes.noprop.NoPropDT``: every block is trained on its
+schedule and a linear classifier on ``z_T``. Procedure ``zoo.recipes.procedures.noprop.NoPropDT``: every block is trained on its
 own noise level by its own denoising loss (weight ``(T/2) eta (SNR(t) - SNR(t-1))``, eta = 0.1) plus the
 classifier and KL terms; evaluation runs the denoising chain from ``z_0 ~ N(0, I)``. AdamW with weight decay 1e-3
 at learning rate 3e-3 (1000 steps on 1347 digits; 1e-3 needs about twice the steps for the same accuracy).

@@ -3,7 +3,7 @@ r"""NoProp-FM classifies scikit-learn's bundled 8x8 digits by flow matching from
 Paper: Li, Teh & Pascanu, "NoProp: Training Neural Networks without Back-propagation or Forward-propagation" (2025,
 arXiv:2503.24322), flow-matching variant. Model ``zoo.noprop.NoPropFMNet``: one block ``v(z_t, x, t)`` (MLP
 x-encoder 64 -> 64, z-path, sinusoidal time embedding, 64-32 head and a dense velocity output), one-hot embeddings.
-Procedure ``zoo.recipes.noprop.NoPropFM``: ``z_t = t u_y + (1 - t) z_0``, regress the velocity ``u_y - z_0``;
+Procedure ``zoo.recipes.procedures.noprop.NoPropFM``: ``z_t = t u_y + (1 - t) z_0``, regress the velocity ``u_y - z_0``;
 evaluation integrates ``dz/dt = v`` with 1000 Euler steps (the paper's count) and predicts the nearest class
 embedding. AdamW, learning rate 3e-3, weight decay 1e-3.
 

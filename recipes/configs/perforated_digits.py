@@ -3,7 +3,7 @@ r"""Perforated Backpropagation on sklearn digits with a 4-neuron-wide MLP (64-4-
 Paper: "Perforated Backpropagation" (Brenner & Itti, 2025, arXiv 2501.18018). Model ``zoo.dendrites.Perforated``
 around ``zoo.core.MLP`` 64-4-10; procedure ``perforated.PerforatedBackprop``: 3000 neuron steps, 1000 dendrite
 steps, 2000 neuron steps. Any zoo model with Dense/Conv layers works the same way (``model.base`` names it;
-``tests/recipes/test_perforated.py`` trains a perforated ``core.ConvNet`` through the trainer).
+``tests/recipes/procedures/test_perforated.py`` trains a perforated ``core.ConvNet`` through the trainer).
 Baseline: the same network trained 6000 steps with ``--config.procedure.name=backprop`` (its dendrites stay off).
 
 Command::

@@ -2,7 +2,7 @@ r"""Perforated Backpropagation gives a 4-neuron MLP dendrites and cuts its error
 
 Paper: "Perforated Backpropagation: A Neuroscience Inspired Extension to Artificial Neural Networks" (Brenner &
 Itti, 2025, arXiv 2501.18018). Model ``zoo.dendrites.Perforated`` around ``zoo.core.MLP`` 2-4-1 (one dendrite slot
-per neuron); procedure ``zoo.recipes.perforated.PerforatedBackprop``: 3000 neuron steps (the MLP reaches a
+per neuron); procedure ``zoo.recipes.procedures.perforated.PerforatedBackprop``: 3000 neuron steps (the MLP reaches a
 plateau), 1000 dendrite steps (each neuron's dendrite maximises its correlation with the neuron's remaining error;
 neurons frozen), 2000 neuron steps with the dendrites frozen and switched in. Data ``function_fitting``
 ``exp_sin``: ``exp(sin(pi x) + y^2)`` on [-1, 1]^2 (1000 training points). Baseline:

@@ -3,7 +3,7 @@ r"""S-ConvKAN classifies the bundled 8x8 digits: KAN convolutions whose nodes se
 Model: ``zoo.kan.SConvKAN`` ("Activation Space Selectable Kolmogorov-Arnold Networks", Yang et al., 2024, arXiv
 2408.08338): two 3x3 selectable KAN convolutions (4 and 8 channels; patches from
 ``jax.lax.conv_general_dilated_patches``) with 2x2 max-pooling, and a selectable KAN head; spaces B-spline,
-Chebyshev(tanh), Fourier, RBF, wavelet at G = 3, order 2. Procedure: ``zoo.recipes.skan.ThreePhaseSelection``
+Chebyshev(tanh), Fourier, RBF, wavelet at G = 3, order 2. Procedure: ``zoo.recipes.procedures.skan.ThreePhaseSelection``
 (all spaces 400 steps, top 2 for 300, argmax to 1000). Data: ``digits``.
 
 Command::

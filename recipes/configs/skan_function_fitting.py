@@ -2,7 +2,7 @@ r"""S-KAN fits sin(2 pi x) cos(2 pi y) with per-node selectable activation space
 
 Model: ``zoo.kan.SKAN`` ("Activation Space Selectable Kolmogorov-Arnold Networks", Yang et al., 2024, arXiv
 2408.08338), widths [2, 5, 1], every node choosing among B-spline, Chebyshev(tanh), Fourier, Gaussian RBF and
-wavelet spaces. Procedure: ``zoo.recipes.skan.ThreePhaseSelection``: all spaces for 1000 steps, the top 2 per node for
+wavelet spaces. Procedure: ``zoo.recipes.procedures.skan.ThreePhaseSelection``: all spaces for 1000 steps, the top 2 per node for
 500, then the argmax only until step 2000. Data: ``function_fitting`` (formula ``fourier``).
 
 Command::

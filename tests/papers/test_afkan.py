@@ -35,7 +35,7 @@ import pytest
 from zoo import core
 from zoo import kan
 from zoo.kernels import kan_basis
-from zoo.recipes import backprop
+from zoo.recipes.procedures import backprop
 from zoo.recipes import train
 from zoo.recipes.datasets import functions
 

@@ -9,7 +9,7 @@ initialisation, SGD learning rate 1.0 with gradient clipping 1 applied to each n
 0.5), batch 128, 1000 steps. Baselines: the *same* model and optimizer with the pair losses switched off
 (``loss_scale=0``: only the top layer learns, from the cross-entropy; the hidden layers stay random), and
 ``zoo.core.MLP`` of the same widths (ReLU, Adam 1e-3) trained by back-propagation and by feedback alignment
-(``zoo.recipes.feedback_alignment``).
+(``zoo.recipes.procedures.feedback_alignment``).
 
 Measured on this machine (test accuracy, 450 test digits):
 

@@ -48,7 +48,7 @@ import pytest
 
 from zoo import gnn
 from zoo.recipes import data
-from zoo.recipes import forward_gnn as fg
+from zoo.recipes.procedures import forward_gnn as fg
 from zoo.recipes import train
 
 HIDDEN = 64

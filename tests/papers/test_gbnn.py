@@ -1,5 +1,5 @@
 """Effect test: "Sequential Training of Neural Networks with Gradient Boosting" (Emami & Martinez-Munoz, 2019,
-arXiv:1909.12098), ``zoo.recipes.boosting`` on ``zoo.boosted.BoostedNet``.
+arXiv:1909.12098), ``zoo.recipes.procedures.boosting`` on ``zoo.boosted.BoostedNet``.
 
 Setting: the bundled breast-cancer (398 train / 171 test, 2 classes) and diabetes (309 / 133, regression, target
 standardised) sets; one hidden layer of T = 20 logistic units grown one unit per stage (J = 1, the paper's
@@ -41,7 +41,7 @@ import optax
 import pytest
 
 from zoo import boosted
-from zoo.recipes import boosting
+from zoo.recipes.procedures import boosting
 from zoo.recipes import data
 from zoo.recipes import tasks
 from zoo.recipes import train

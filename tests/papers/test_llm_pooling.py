@@ -10,7 +10,7 @@ query/document pairs. Each of the three earlier layers carries a different third
 code (through its own random projection, with independent noise on query and document); the last layer is either
 "intact" (a projection of the whole code, the same noise level) or "randomised" (a vector independent of the pair,
 as if the last layer had been replaced by a random one). Poolers trained with InfoNCE (temperature 0.05, batch 64,
-Adam 3e-3, 120 steps, from :mod:`zoo.recipes.contrastive`), MRR@10 on 300 held-out pairs; chance is ~0.02.
+Adam 3e-3, 120 steps, from :mod:`zoo.recipes.procedures.contrastive`), MRR@10 on 300 held-out pairs; chance is ~0.02.
 Measured (seed 0 / 1):
 
 * randomised last layer: EOS pooling 0.014 / 0.006, last-layer trainable pooling 0.010 / 0.006, ML-TP 0.949 / 0.959.
@@ -46,7 +46,7 @@ import optax
 import pytest
 
 from zoo import embedding_pooling as E
-from zoo.recipes import contrastive
+from zoo.recipes.procedures import contrastive
 
 LAYERS, FEATURES, CODE = 4, 32, 12
 

@@ -2,7 +2,7 @@
 Pascanu, 2025, arXiv:2503.24322) on the bundled digits. All training goes through ``zoo.recipes.train.fit``.
 
 The claims: (1) NoProp-DT, whose T blocks are each trained only on their own denoising loss (no forward pass through
-the stack, no gradient between blocks; the locality itself is tested exactly in ``tests/recipes/test_noprop.py``),
+the stack, no gradient between blocks; the locality itself is tested exactly in ``tests/recipes/procedures/test_noprop.py``),
 reaches the test accuracy of a back-propagated network; (2) it beats the back-propagation-free methods the paper
 compares with, here forward-forward (Hinton, 2022); (3) the accuracy comes from the denoising chain: the end of the
 chain classifies far better than its midpoint; (4) the continuous-time variants NoProp-CT and NoProp-FM train too.

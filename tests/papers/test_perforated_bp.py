@@ -7,7 +7,7 @@ what more training of the original network gives.
 
 Protocol (paired, so the only difference is the dendrites): ``zoo.dendrites.Perforated(core.MLP(...))`` trained
 (a) with backprop for all steps (its dendrites are never switched in: the original network trained longer) and (b)
-with ``zoo.recipes.perforated.PerforatedBackprop``: the same first neuron phase (same initialisation and batches),
+with ``zoo.recipes.procedures.perforated.PerforatedBackprop``: the same first neuron phase (same initialisation and batches),
 one dendrite phase, one neuron phase. Adam, batch 128.
 
 Measured (this machine):
@@ -23,7 +23,7 @@ Measured (this machine):
 
 What holds: with the neurons at a plateau and training error left, dendrites cut the error a lot (regression) or a
 little (digits, 4 hidden units); the neurons never receive dendrite-phase gradients and the correlation rises (unit
-tests in ``tests/recipes/test_perforated.py``). What did not reproduce: PAPERS.md's ">= 2 points on digits with
+tests in ``tests/recipes/procedures/test_perforated.py``). What did not reproduce: PAPERS.md's ">= 2 points on digits with
 64-8-10": that network reaches 100% training accuracy, so there is no remaining error for dendrites to correlate
 with; perforated and longer training end at the same test accuracy.
 """
@@ -36,7 +36,7 @@ import pytest
 
 from zoo import core, dendrites
 from zoo.recipes import data
-from zoo.recipes import perforated as pf
+from zoo.recipes.procedures import perforated as pf
 from zoo.recipes import tasks, train
 
 

@@ -37,7 +37,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
 from zoo import core
-from zoo.recipes import fault_detection
+from zoo.recipes.procedures import fault_detection
 from zoo.recipes import tasks
 from zoo.recipes import train
 from zoo.recipes.datasets import sensors as sensors_lib

@@ -5,7 +5,7 @@ select among spaces (softmax over selection logits, three-phase schedule: all sp
 all of them. Here: [2, 5, 1] KANs on formulas on [-1, 1]^2 (``recipes/datasets/functions.py``): the single-space KANs
 are ``zoo.kan.SKAN(spaces=(s,))`` for each of B-spline (efficient-KAN, with its silu branch), Chebyshev(tanh),
 Fourier (harmonics of [-1, 1]), Gaussian RBF and wavelet; S-KAN is ``SKAN`` with all five, trained with
-``zoo.recipes.skan.train_skan`` for the same number of steps (Adam 1e-2, batch 128, 1000 training points).
+``zoo.recipes.procedures.skan.train_skan`` for the same number of steps (Adam 1e-2, batch 128, 1000 training points).
 
 Measured (test MSE; S-KAN = three-phase with half/quarter/quarter of the steps; "all" = the all-spaces mixture
 trained without pruning; seed 0):
@@ -62,7 +62,7 @@ import optax
 import pytest
 
 from zoo import kan
-from zoo.recipes import skan
+from zoo.recipes.procedures import skan
 from zoo.recipes import train
 from zoo.recipes.datasets import functions
 

@@ -1,5 +1,5 @@
 """Effect test: "Fast & Slow Learning: Incorporating Synthetic Gradients in Neural Memory Controllers" (Fernando et
-al., 2020, arXiv:2011.05438), ``zoo.recipes.synthetic_gradients`` on ``zoo.memory.NeuralMemoryNetwork``.
+al., 2020, arXiv:2011.05438), ``zoo.recipes.procedures.synthetic_gradients`` on ``zoo.memory.NeuralMemoryNetwork``.
 
 Setting: few-shot sinusoid regression (``sinusoid_episodes``: A ~ U[0.1, 5], phase ~ U[0, pi], K = 10 labelled
 support steps, then 10 query steps; MAML's task, one of the paper's regression benchmarks). The network reads an
@@ -51,7 +51,7 @@ import optax
 import pytest
 
 from zoo import memory
-from zoo.recipes import synthetic_gradients as sgr
+from zoo.recipes.procedures import synthetic_gradients as sgr
 from zoo.recipes import train
 from zoo.recipes.datasets import sinusoid
 

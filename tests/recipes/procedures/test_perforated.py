@@ -1,4 +1,4 @@
-"""Unit tests of zoo.recipes.perforated: the schedule, what each phase may change, the correlation objective, a
+"""Unit tests of zoo.recipes.procedures.perforated: the schedule, what each phase may change, the correlation objective, a
 ConvNet through the trainer, and the validation-checked cycles."""
 
 import flax.linen as nn
@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from zoo import core, dendrites
-from zoo.recipes import perforated as pf
+from zoo.recipes.procedures import perforated as pf
 from zoo.recipes import tasks, train
 
 

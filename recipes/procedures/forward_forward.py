@@ -1,7 +1,7 @@
 """The forward-forward algorithm: every layer learns to tell positive from negative data by its own "goodness".
 
 Paper: Geoffrey Hinton, "The Forward-Forward Algorithm: Some Preliminary Investigations" (2022), arXiv:2212.13345.
-Used in this zoo as the back-propagation-free baseline of NoProp (``zoo.recipes.noprop``), which compares against
+Used in this zoo as the back-propagation-free baseline of NoProp (``zoo.recipes.procedures.noprop``), which compares against
 forward-forward.
 
 The model is ``zoo.local_learning.ForwardForwardMLP``: the label is part of the input (a one-hot appended to the
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from zoo.recipes.backprop import TrainState
+from zoo.recipes.procedures.backprop import TrainState
 
 __all__ = ["ForwardForward"]
 

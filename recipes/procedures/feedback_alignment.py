@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from zoo.recipes.backprop import Backprop, TrainState
+from zoo.recipes.procedures.backprop import Backprop, TrainState
 
 __all__ = ["FAState", "FeedbackAlignment", "feedback_alignment"]
 
@@ -45,7 +45,7 @@ _LAYERS = (nn.Dense, nn.Conv)
 
 
 class FAState(TrainState):
-  """:class:`~zoo.recipes.backprop.TrainState` plus ``feedback``: ``{path: B}`` for every layer kernel (fixed)."""
+  """:class:`~zoo.recipes.procedures.backprop.TrainState` plus ``feedback``: ``{path: B}`` for every layer kernel (fixed)."""
   feedback: Any = None
 
 

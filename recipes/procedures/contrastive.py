@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from zoo.recipes import backprop
+from zoo.recipes.procedures import backprop
 
 __all__ = ["InfoNCE", "NextToken", "PretrainThenContrast", "next_token_loss", "retrieval_metrics"]
 
@@ -160,7 +160,7 @@ class PretrainThenContrast(backprop.Backprop):
   """Backprop with a language-model phase, then the (contrastive) task.
 
   Attributes:
-    model, task, optimizer: as :class:`zoo.recipes.backprop.Backprop`; the model needs a ``language_model`` method
+    model, task, optimizer: as :class:`zoo.recipes.procedures.backprop.Backprop`; the model needs a ``language_model`` method
       (``zoo.embedding_pooling.EmbeddingModel`` has one) for ``pretrain_steps > 0``.
     pretrain_steps: steps of next-token training on the batch's ``lm_keys`` token arrays (0: none).
     lm_keys: batch keys whose token arrays the LM phase trains on (each is one set of sequences).

@@ -28,7 +28,7 @@ weights while it is fitted; the units of earlier stages are frozen (``stop_gradi
 L-BFGS line search cannot move them, and their updates are masked) and the later units are switched off by the
 model's unit mask. When the stage's line search ends, its output rows and intercept are multiplied by
 ``eta rho_t`` and its units are switched on: the assembled network equals the boosted sum at every stage boundary
-(``tests/recipes/test_boosting.py`` checks it to 1e-5), and switching off the stages trained last gives the boosted
+(``tests/recipes/procedures/test_boosting.py`` checks it to 1e-5), and switching off the stages trained last gives the boosted
 sum truncated there.
 
 Phases are state the step reads (a function of the step count; :func:`boosting_schedule`), so the whole algorithm

@@ -1,4 +1,4 @@
-"""NoProp: schedules, class embeddings, blocks, networks and the DT/CT/FM procedures (zoo.noprop, zoo.recipes.noprop).
+"""NoProp: schedules, class embeddings, blocks, networks and the DT/CT/FM procedures (zoo.noprop, zoo.recipes.procedures.noprop).
 
 The locality tests check the paper's central claim at the level of the code: block t's loss has an exactly zero
 gradient with respect to every other block's parameters, and block t's update does not change when the other
@@ -16,7 +16,7 @@ import pytest
 from zoo import core
 from zoo import noprop
 from zoo.recipes import data
-from zoo.recipes import noprop as noprop_recipes
+from zoo.recipes.procedures import noprop as noprop_recipes
 from zoo.recipes import sharding
 from zoo.recipes import tasks
 from zoo.recipes.train import Trainer

@@ -1,4 +1,4 @@
-"""GBNN: the boosted network (zoo.boosted) and the gradient-boosting procedure (zoo.recipes.boosting).
+"""GBNN: the boosted network (zoo.boosted) and the gradient-boosting procedure (zoo.recipes.procedures.boosting).
 
 The procedure tests check the algorithm at the level of the code: the units of finished stages (and the trunk, and
 the units of later stages) stay bit-identical while a stage is fitted; at a stage boundary the assembled network
@@ -16,7 +16,7 @@ import pytest
 
 from zoo import boosted
 from zoo import core
-from zoo.recipes import boosting
+from zoo.recipes.procedures import boosting
 from zoo.recipes import sharding
 from zoo.recipes import tasks
 from zoo.recipes import train

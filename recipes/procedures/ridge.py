@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from zoo.recipes import backprop
+from zoo.recipes.procedures import backprop
 
 __all__ = ["RidgeRegression", "RidgeState"]
 

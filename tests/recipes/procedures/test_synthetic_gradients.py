@@ -1,4 +1,4 @@
-"""Fast & slow learning with synthetic gradients (zoo.recipes.synthetic_gradients) on zoo.memory's network.
+"""Fast & slow learning with synthetic gradients (zoo.recipes.procedures.synthetic_gradients) on zoo.memory's network.
 
 The mechanism at the level of the code: the module's regression target is the true ``dL/ds_t`` (the gradient of
 ``psi``'s loss equals the one computed from independently obtained true gradients); the fast update with the true
@@ -19,8 +19,8 @@ import pytest
 
 from zoo import core
 from zoo import memory
-from zoo.recipes import backprop
-from zoo.recipes import synthetic_gradients as sgr
+from zoo.recipes.procedures import backprop
+from zoo.recipes.procedures import synthetic_gradients as sgr
 
 SHOTS, QUERIES = 4, 3
 

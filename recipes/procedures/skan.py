@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.recipes import backprop
+from zoo.recipes.procedures import backprop
 from zoo.recipes import train as train_lib
 
 __all__ = ["ThreePhaseSelection", "narrow_masks", "train_skan"]

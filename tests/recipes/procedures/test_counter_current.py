@@ -1,6 +1,6 @@
 """Counter-current learning and the back-prop-free baselines: feedback alignment and forward-forward.
 
-Models in ``zoo.local_learning``, procedures in ``zoo.recipes.counter_current``, ``feedback_alignment`` and
+Models in ``zoo.local_learning``, procedures in ``zoo.recipes.procedures.counter_current``, ``feedback_alignment`` and
 ``forward_forward``. The locality tests show that every local loss reaches exactly the parameters the method says
 it trains, and no others.
 """
@@ -15,13 +15,13 @@ import pytest
 
 from zoo import core
 from zoo import local_learning as ll
-from zoo.recipes import counter_current
+from zoo.recipes.procedures import counter_current
 from zoo.recipes import data
-from zoo.recipes import feedback_alignment
-from zoo.recipes import forward_forward
+from zoo.recipes.procedures import feedback_alignment
+from zoo.recipes.procedures import forward_forward
 from zoo.recipes import sharding
 from zoo.recipes import tasks
-from zoo.recipes.backprop import Backprop
+from zoo.recipes.procedures.backprop import Backprop
 from zoo.recipes.train import Trainer
 
 

@@ -56,7 +56,7 @@ import numpy as np
 import optax
 
 from zoo import dendrites as dendrites_lib
-from zoo.recipes.backprop import sown_losses
+from zoo.recipes.procedures.backprop import sown_losses
 
 __all__ = ["CycleResult", "Phase", "PerforatedBackprop", "PerforatedState", "correlation_score", "dendrite_phase",
            "neuron_phase", "switch_schedule", "train_cycles"]

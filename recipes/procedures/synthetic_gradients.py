@@ -18,7 +18,7 @@ The controller's weights ``theta`` (the LSTM, ``params['controller']['lstm']``) 
 
   where ``ds_t / dtheta`` is the step's *local* Jacobian (the recurrent carry held constant: ``truncate=True``),
   as a DNI-decoupled module updates from its own gradient estimate. With the true ``g_t = dL/ds_t`` this sum is
-  exactly backprop's ``dL/dtheta`` (``tests/recipes/test_synthetic_gradients.py`` checks it), so a fast step is a
+  exactly backprop's ``dL/dtheta`` (``tests/recipes/procedures/test_synthetic_gradients.py`` checks it), so a fast step is a
   gradient step whose gradient is predicted. The query targets are never needed for it.
 * **Slow** (across episodes): ordinary backprop of the episode loss into every weight of the network, the loss
   before and after the fast steps mixed, ``(1 - adapted_weight) L(theta) + adapted_weight L(theta_fast)`` (first
@@ -64,7 +64,7 @@ import jax.numpy as jnp
 import optax
 
 from zoo import memory as memory_lib
-from zoo.recipes.backprop import TrainState
+from zoo.recipes.procedures.backprop import TrainState
 
 __all__ = ["EpisodeRegression", "SyntheticGradients", "adapt", "synthetic_update", "true_state_gradient"]
 

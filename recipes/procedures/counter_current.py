@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from zoo.recipes.backprop import TrainState
+from zoo.recipes.procedures.backprop import TrainState
 
 __all__ = ["CounterCurrent", "pair_loss", "split_networks"]
 

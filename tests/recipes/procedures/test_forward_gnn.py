@@ -1,4 +1,4 @@
-"""Unit tests of zoo.recipes.forward_gnn: the task, the graph augmentations, layer locality, the schedule, no label
+"""Unit tests of zoo.recipes.procedures.forward_gnn: the task, the graph augmentations, layer locality, the schedule, no label
 leakage, and a short run through the trainer."""
 
 import flax.linen as nn
@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from zoo import gnn
-from zoo.recipes import forward_gnn as fg
+from zoo.recipes.procedures import forward_gnn as fg
 from zoo.recipes.datasets import graphs
 
 C = 3

@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import optax
 
 from zoo import noprop as noprop_lib
-from zoo.recipes.backprop import TrainState
+from zoo.recipes.procedures.backprop import TrainState
 
 __all__ = ["NoPropCT", "NoPropDT", "NoPropFM", "split_blocks"]
 
