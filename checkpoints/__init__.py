@@ -30,7 +30,12 @@ def available() -> list[str]:
 
 
 def path(name: str) -> str:
-  """The directory of shipped checkpoint ``name``."""
+  """The directory of shipped checkpoint ``name`` (a bare name from :func:`available`, never a path)."""
+  if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
+      or os.sep in name or (os.altsep and os.altsep in name) or name.startswith("."):
+    raise ValueError(f"Checkpoint names are bare names, not paths; got {name!r}. Available: "
+                     f"{', '.join(available()) or 'none'}. (To load a model exported elsewhere, restore its "
+                     "variables/ directory with orbax.checkpoint.StandardCheckpointer.)")
   where = os.path.join(_ROOT, name)
   if not os.path.isfile(os.path.join(where, "meta.json")):
     raise ValueError(f"Unknown checkpoint {name!r}. Available: {', '.join(available()) or 'none'}.")

@@ -133,8 +133,24 @@ def _entry(name: str) -> _Entry:
 class ArraySource:
   """An in-memory split: ``{key: array [examples, ...]}`` with the random-access interface of a TFDS source."""
 
-  def __init__(self, arrays: Mapping[str, np.ndarray]):
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+  def __init__(self, arrays: Mapping[str, np.ndarray], *, name: str = "a split"):
+    if not isinstance(arrays, Mapping):
+      raise TypeError(f"{name} must be a mapping {{key: array [examples, ...]}} (e.g. {{'image': x, 'label': y}}); "
+                      f"got {type(arrays).__name__}.")
+    if not arrays:
+      raise ValueError(f"{name} holds no arrays.")
+    converted = {}
+    for k, v in arrays.items():
+      try:
+        a = np.asarray(v)
+      except ValueError as e:  # ragged nested lists
+        raise ValueError(f"{name}[{k!r}] is not a rectangular array ({e}); pass a numpy array.") from None
+      if a.dtype == object or a.dtype.kind in "USV":
+        raise ValueError(f"{name}[{k!r}] must be a numeric array; got dtype {a.dtype} (ragged lists or strings?).")
+      if a.ndim == 0:
+        raise ValueError(f"{name}[{k!r}] must have a leading examples axis; got a scalar.")
+      converted[k] = a
+    arrays = converted
     lengths = {k: len(v) for k, v in arrays.items()}
     if len(set(lengths.values())) != 1:
       raise ValueError(f"every array of a split must have the same number of examples; got {lengths}.")
@@ -247,15 +263,28 @@ def _prepared_generated(name: str, entry: _Entry, kwargs: dict[str, Any], data_d
   data_dir = data_dir or default_data_dir()
   config = _config_name(kwargs)
   version_dir = os.path.join(data_dir, name, config, entry.version)
-  with _file_lock(os.path.join(data_dir, f".{name}-{config}.lock")):
-    if not os.path.exists(os.path.join(version_dir, "dataset_info.json")):
-      _log.info("preparing dataset %s %s into %s", name, kwargs, version_dir)
-      builder = _generated_builder(name, entry, kwargs, data_dir)
-      with _quiet_tfds():
-        builder.download_and_prepare()
-    # Read back through TFDS from the prepared files: the same path as a real dataset.
-    builder = tfds.builder_from_directory(version_dir)
-  return builder
+  info_file = os.path.join(version_dir, "dataset_info.json")
+  # TFDS prepares into a temporary directory and renames it when complete, so a prepared set can be read without
+  # the lock (a read-only cache directory works).
+  if not os.path.exists(info_file):
+    lock = os.path.join(data_dir, f".{name}-{config}.lock")
+    try:
+      guard = _file_lock(lock)
+      guard.__enter__()
+    except OSError as e:
+      raise ValueError(f"dataset {name!r} ({kwargs or 'default arguments'}) is not prepared in {data_dir}, and it "
+                       f"cannot be prepared there ({type(e).__name__}: {e}). Set ZOO_DATA_DIR (or "
+                       "config.data.data_dir) to a writable directory.") from None
+    try:
+      if not os.path.exists(info_file):
+        _log.info("preparing dataset %s %s into %s", name, kwargs, version_dir)
+        builder = _generated_builder(name, entry, kwargs, data_dir)
+        with _quiet_tfds():
+          builder.download_and_prepare()
+    finally:
+      guard.__exit__(None, None, None)
+  # Read back through TFDS from the prepared files: the same path as a real dataset.
+  return tfds.builder_from_directory(version_dir)
 
 
 @contextlib.contextmanager
@@ -325,14 +354,30 @@ def load(name: str, *, data_dir: str | None = None, splits=None, **kwargs) -> tu
   missing = [s for s in splits if available and s not in available]
   if missing:
     raise ValueError(f"dataset {name!r} has no split(s) {missing}; its splits: {available}.")
-  try:
-    sources = {split: _maybe_in_memory(_TFDSSource(builder.as_data_source(split=split), preprocess))
-               for split in splits}
-  except NotImplementedError as e:  # TFDS's answer for data prepared as tfrecord, which needs TensorFlow
-    raise ValueError(f"dataset {name!r} is not prepared as array_record (zoo reads by random access, without "
-                     f"TensorFlow): {e}\n{how}") from e
+  sources = {}
+  for split in splits:
+    try:
+      sources[split] = _maybe_in_memory(_TFDSSource(builder.as_data_source(split=split), preprocess))
+    except NotImplementedError as e:  # TFDS's answer for data prepared as tfrecord, which needs TensorFlow
+      raise ValueError(f"dataset {name!r} is not prepared as array_record (zoo reads by random access, without "
+                       f"TensorFlow): {e}\n{how}") from e
+    except Exception as e:  # pylint: disable=broad-except  # array_record / decoding errors of damaged files
+      files = _split_files(builder, split)
+      fix = (f"Delete {builder.data_dir} (it is a cache: it is prepared again on next use)." if entry.kind ==
+             "generated" else f"Prepare it again.\n{how}")
+      raise ValueError(f"dataset {name!r}, split {split!r}: its prepared files cannot be read, they are damaged or "
+                       f"truncated ({type(e).__name__}: {str(e)[:300]}). Files: {', '.join(files) or builder.data_dir}"
+                       f". {fix}") from e
   info = _info(name, builder, sources)
   return sources, info
+
+
+def _split_files(builder, split: str) -> list[str]:
+  try:
+    prefix = f"{builder.info.name}-{split}."
+    return sorted(os.path.join(builder.data_dir, f) for f in os.listdir(builder.data_dir) if f.startswith(prefix))
+  except Exception:  # pylint: disable=broad-except
+    return []
 
 
 def _info(name, builder, sources) -> DatasetInfo:
@@ -366,6 +411,10 @@ class Batches:
   """
 
   def __init__(self, source, batch_size: int, *, seed: int, rows: slice = slice(None), shuffle: bool = True):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+      raise ValueError(f"batch size must be an integer >= 1; got {batch_size!r}.")
+    if len(source) == 0:
+      raise ValueError("the training split is empty.")
     if batch_size > len(source):
       raise ValueError(f"batch size {batch_size} is larger than the split ({len(source)} examples).")
     self.source, self.batch_size, self.seed, self.rows, self.shuffle = source, batch_size, seed, rows, shuffle
@@ -386,6 +435,8 @@ class Batches:
 
 def eval_batches(source, batch_size: int, *, rows: slice = slice(None)) -> Iterator[tuple[dict, np.ndarray]]:
   """The whole split in order, as ``(batch, weight)``; the last batch is padded (weight 0) to ``batch_size``."""
+  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"eval batch size must be an integer >= 1; got {batch_size!r}.")
   n = len(source)
   for start in range(0, n, batch_size):
     idx = np.arange(start, start + batch_size)

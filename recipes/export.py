@@ -42,9 +42,15 @@ def export(workdir: str, name: str, out: str) -> str:
   example = {k: jax.ShapeDtypeStruct((config.data.batch_size, *v.shape[1:]), sharding.device_dtype(v.dtype))
              for k, v in first.items()}
   trainer = train_lib.Trainer(procedure, sharding.make_mesh(config.mesh.to_dict()), example)
-  checkpointer = checkpointing.Checkpointer(workdir, config.to_dict())
-  state = checkpointer.restore(trainer.abstract_state)
-  checkpointer.close()
+  checkpointer = checkpointing.Checkpointer(workdir, config.to_dict(), max_to_keep=config.keep_checkpoints)
+  try:
+    step = checkpointer.latest_step()
+    if step != results["step"]:
+      raise ValueError(f"{workdir}: its latest checkpoint is step {step}, but results.json is from step "
+                       f"{results['step']}; rerun the training to finish it before exporting.")
+    state = checkpointer.restore(trainer.abstract_state, step)  # verified against its checksums; never a fallback
+  finally:
+    checkpointer.close()
   variables = jax.device_get(procedure.variables(state))
 
   target = os.path.join(os.path.abspath(out), name)

@@ -13,13 +13,62 @@ and passes the other ``task`` fields as keyword arguments.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-__all__ = ["Classification", "Multilabel", "Reconstruction", "Regression", "TASKS"]
+__all__ = ["Classification", "LabelError", "Multilabel", "Reconstruction", "Regression", "TASKS", "check_data",
+           "observe_outputs"]
+
+
+class LabelError(ValueError):
+  """Targets that the task cannot score: wrong rank, dtype or range (the message names the batch key)."""
+
+
+# What the tasks saw while a procedure was traced (``observe_outputs``): {target key: number of classes}.
+_OBSERVED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("zoo_task_outputs", default=None)
+
+
+@contextlib.contextmanager
+def observe_outputs():
+  """Records, while a procedure is traced inside it, the number of classes each classification task scores
+  (``{target_key: classes}``); the trainer checks label values against it on the host once."""
+  seen: dict[str, int] = {}
+  token = _OBSERVED.set(seen)
+  try:
+    yield seen
+  finally:
+    _OBSERVED.reset(token)
+
+
+def _check_int_labels(labels, logits, key: str, task: str) -> None:
+  """Trace-time checks (shapes and dtypes are static): integer labels, one per row of logits."""
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise LabelError(f"{task}: batch key {key!r} must hold integer class indices; got dtype {labels.dtype}"
+                     + (" (one-hot or probability targets? pass labels.argmax(-1))" if labels.ndim == logits.ndim
+                        else "") + ".")
+  if tuple(labels.shape) != tuple(logits.shape[:-1]):
+    hint = ""
+    if labels.ndim == logits.ndim and labels.shape[-1] == 1:
+      hint = " (drop the trailing axis of size 1: labels[..., 0])"
+    raise LabelError(f"{task}: batch key {key!r} must have shape {tuple(logits.shape[:-1])} (one class index per "
+                     f"row of the logits {tuple(logits.shape)}); got {tuple(labels.shape)}{hint}.")
+  seen = _OBSERVED.get()
+  if seen is not None:
+    seen[key] = int(logits.shape[-1])
+
+
+def check_data(task, arrays: Mapping[str, np.ndarray], *, num_classes: int | None = None, where: str = "") -> None:
+  """Host-side check of a split's (or a batch's) targets by ``task.check_data``, if the task has one."""
+  fn = getattr(task, "check_data", None)
+  if fn is not None:
+    fn(arrays, num_classes=num_classes, where=where)
 
 
 def _get(batch, key: str, task: str):
@@ -41,6 +90,7 @@ class Classification:
 
   def loss(self, logits, batch):
     labels = _get(batch, self.target_key, "Classification")
+    _check_int_labels(labels, logits, self.target_key, "Classification")
     num_classes = logits.shape[-1]
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), self.label_smoothing)
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
@@ -49,6 +99,28 @@ class Classification:
     labels = _get(batch, self.target_key, "Classification")
     return {"loss": self.loss(logits, batch),
             "accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}
+
+  def check_data(self, arrays, *, num_classes: int | None = None, where: str = "") -> None:
+    """Labels on the host: integers in ``[0, num_classes)`` (``num_classes``: the model's logits width)."""
+    if self.target_key not in arrays:
+      return  # the loss names the missing key
+    labels = np.asarray(arrays[self.target_key])
+    key = f"{self.target_key!r}{where}"
+    if not np.issubdtype(labels.dtype, np.integer):
+      raise LabelError(f"Classification: batch key {key} must hold integer class indices; got dtype {labels.dtype}"
+                       + (" (one-hot or probability targets? pass labels.argmax(-1))" if labels.ndim > 1 else "")
+                       + ".")
+    if labels.ndim == 0:
+      raise LabelError(f"Classification: batch key {key} must hold one class index per example; got a scalar.")
+    if labels.size == 0:
+      return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0:
+      raise LabelError(f"Classification: batch key {key} holds negative labels (min {low}); class indices must be "
+                       f"0 <= label < num_classes.")
+    if num_classes is not None and high >= num_classes:
+      raise LabelError(f"Classification: batch key {key} holds label {high}, but the model scores {num_classes} "
+                       f"classes (0 <= label < {num_classes}); widen the model's output or fix the labels.")
 
 
 @dataclasses.dataclass(frozen=True)

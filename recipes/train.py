@@ -15,7 +15,16 @@ What a run writes into its work directory:
   uninterrupted run;
 * ``metrics.jsonl``: one JSON object per logged step (``{"step": 100, "train/loss": ...}``) and per evaluation
   (``"eval/accuracy"`` ...);
-* ``results.json``: the final evaluation and the config.
+* ``results.json``: the final evaluation and the config;
+* ``run.lock`` while it runs: a second run in the same work directory fails at once, naming this one.
+
+Reliability: checkpoints carry checksums of every state leaf and are verified on restore (a damaged latest one
+is moved to ``damaged_checkpoints/`` and the run resumes from the newest intact one); a non-finite training loss
+stops the run before a bad state is checkpointed (``config.stop_on_nonfinite=False`` continues instead);
+classification labels are checked once (integer, one per example, ``0 <= label < classes``); a truncated last
+``metrics.jsonl`` line (a kill mid-write) is dropped; ``steps`` below the checkpoint's step is an error, and so
+is a changed ``steps`` on resume when the learning-rate schedule depends on it (``optimizer.schedule`` other than
+``'constant'``) unless ``config.allow_schedule_change=True``.
 
 Multi-host: start every process with ``--jax_distributed`` (or the explicit ``--coordinator_address``,
 ``--num_processes``, ``--process_id``); each process loads only its own rows of every global batch.
@@ -43,9 +52,10 @@ from zoo.recipes import builders
 from zoo.recipes import checkpointing
 from zoo.recipes import data as data_lib
 from zoo.recipes import sharding
+from zoo.recipes import tasks as tasks_lib
 from zoo.recipes.configs import base_config
 
-__all__ = ["FitResult", "Trainer", "fit", "run_loop", "train_and_evaluate", "validate_config"]
+__all__ = ["FitResult", "NonFiniteLossError", "Trainer", "fit", "run_loop", "train_and_evaluate", "validate_config"]
 
 _log = logging.getLogger(__name__)
 
@@ -53,9 +63,26 @@ _log = logging.getLogger(__name__)
 # -------------------------------------------------------------------------------------------------------- config
 
 
+# Trainer keys with their defaults that ``base_config()`` does not list yet (they belong there; they are added here
+# so that configs may set them): what a non-finite loss does, and whether a resume may change a steps-dependent
+# learning-rate schedule.
+_TRAINER_DEFAULTS = {"stop_on_nonfinite": True, "allow_schedule_change": False}
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A training metric (loss, gradient norm ...) became NaN or infinite; the run stopped before saving the state."""
+
+
+def _positive_int(value) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
 def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fills defaults from ``base_config()`` and rejects unknown keys (with the valid ones listed)."""
   base = base_config()
+  for key, value in _TRAINER_DEFAULTS.items():
+    if key not in base:
+      base[key] = value
   given = config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
   def merge(base_block, given_block, path):
@@ -82,6 +109,12 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   for key in ("steps", "log_every", "eval_every", "checkpoint_every"):
     if base[key] < 0:
       raise ValueError(f"config.{key} must be >= 0; got {base[key]}.")
+  if not _positive_int(base.keep_checkpoints):
+    raise ValueError(f"config.keep_checkpoints must be an integer >= 1 (a run needs a checkpoint to resume from); "
+                     f"got {base.keep_checkpoints!r}.")
+  for key in ("batch_size", "eval_batch_size"):
+    if not _positive_int(base.data[key]):
+      raise ValueError(f"config.data.{key} must be an integer >= 1; got {base.data[key]!r}.")
   return base
 
 
@@ -117,6 +150,18 @@ class Trainer:
       abstract = jax.eval_shape(procedure.init, jax.random.key(0), example)
     self.state_shardings = sharding.state_shardings(abstract, mesh, rules)
     self.abstract_state = checkpointing.abstract_like(nn.unbox(abstract), self.state_shardings)
+    # What the task scores (classes per target key), seen by tracing the evaluation once; label values are then
+    # checked on the host against it (check_data).
+    with self._context(), tasks_lib.observe_outputs() as seen:
+      try:
+        sharded_example = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_sharding)
+                           for k, v in example.items()}
+        jax.eval_shape(procedure.evaluate, self.abstract_state, sharded_example)
+      except tasks_lib.LabelError:
+        raise
+      except Exception:  # pylint: disable=broad-except  # a procedure without a traceable evaluate
+        pass
+    self.num_classes: dict[str, int] = dict(seen)
     batch_sh = jax.tree.map(lambda _: self.batch_sharding, example)
 
     self._init = jax.jit(lambda rng, batch: nn.unbox(procedure.init(rng, batch)),
@@ -155,6 +200,18 @@ class Trainer:
     with self._context():
       return self._step(state, batch)
 
+  def check_data(self, source, where: str, fallback_classes: int | None = None) -> None:
+    """Checks a split's targets with the procedure's task once (all of an in-memory split, else its first rows)."""
+    task = getattr(self.procedure, "task", None)
+    if task is None or source is None or not len(source):
+      return
+    if isinstance(source, data_lib.ArraySource):
+      arrays = source.arrays
+    else:
+      arrays = source.__getitems__(range(min(len(source), 4096)))
+    num_classes = self.num_classes.get(getattr(task, "target_key", None), fallback_classes)
+    tasks_lib.check_data(task, arrays, num_classes=num_classes, where=where)
+
   def evaluate(self, state, source, batch_size: int) -> dict[str, float]:
     """Means of the procedure's per-example metrics over the whole ``source`` (padding excluded)."""
     rows = sharding.process_rows(batch_size, self.batch_sharding)
@@ -179,15 +236,36 @@ class MetricWriter:
 
   def __init__(self, workdir: str, resume_step: int = 0):
     self.path = os.path.join(workdir, "metrics.jsonl")
+    self.records: list[dict[str, Any]] = []
     if os.path.exists(self.path):
       with open(self.path) as f:
-        kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+        lines = f.read().split("\n")
+      numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+      for n, (number, line) in enumerate(numbered):
+        try:
+          record = json.loads(line)
+          if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        except ValueError as e:
+          if n == len(numbered) - 1:  # a run killed while writing its last line: drop the fragment
+            _say(f"{self.path}: dropped its truncated last line {number} ({line[:60]!r}), left by a run stopped "
+                 "while writing it.")
+            continue
+          raise ValueError(f"{self.path}, line {number}, is not a JSON record ({e}): {line[:80]!r}. Fix or remove "
+                           "that line (only a truncated last line is repaired automatically).") from None
+        if record.get("step", 0) <= resume_step:
+          self.records.append(record)
       with open(self.path + ".tmp", "w") as f:
-        f.writelines(kept)
+        f.writelines(json.dumps(r) + "\n" for r in self.records)
       os.replace(self.path + ".tmp", self.path)
+
+  def has(self, step: int, prefix: str) -> bool:
+    """Whether a record of ``step`` with a key starting with ``prefix`` (``'eval/'``) is already written."""
+    return any(r.get("step") == step and any(k.startswith(prefix) for k in r) for r in self.records)
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
     record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+    self.records.append(record)
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
 
@@ -203,13 +281,38 @@ def run_loop(trainer: Trainer, state, *, batches: data_lib.Batches, batch_size: 
              log_every: int = 0, eval_every: int = 0, evaluate: Callable[[Any], dict[str, float]] | None = None,
              checkpoint_every: int = 0, checkpointer: checkpointing.Checkpointer | None = None,
              writer: MetricWriter | None = None, progress: bool = False,
-             history: list[dict[str, float]] | None = None):
+             history: list[dict[str, float]] | None = None, stop_on_nonfinite: bool = True):
   """Runs ``trainer.step`` from step ``start`` to ``steps``; logs, evaluates and checkpoints on the way.
+
+  With ``stop_on_nonfinite`` the step metrics are checked at every log, before every checkpoint and at the end: a
+  NaN or infinite one raises :class:`NonFiniteLossError` naming the step, so no checkpoint holds a state reached
+  through it (the newest checkpoint is kept as it is).
 
   Returns the final state. ``history`` (if given) receives every logged record.
   """
   bar = _progress(steps, start, progress and jax.process_index() == 0)
   pending, t0, last = [], time.perf_counter(), start
+  unchecked: list[tuple[int, Any]] = []  # (step done, metrics) not yet checked for non-finite values
+
+  def check():
+    if not stop_on_nonfinite or not unchecked:
+      unchecked.clear()
+      return
+    values = jax.device_get([m for _, m in unchecked])
+    for (done_at, _), m in zip(unchecked, values):
+      bad = {k: float(np.asarray(v).ravel()[0]) for k, v in m.items()
+             if np.issubdtype(np.asarray(v).dtype, np.inexact) and not np.all(np.isfinite(v))}
+      if bad:
+        if bar is not None:
+          bar.close()
+        kept = None if checkpointer is None else checkpointer.latest_step()
+        where = (f" The newest checkpoint, step {kept} in {checkpointer.directory}, is from before it and is kept; "
+                 "rerunning resumes from it." if kept is not None else "")
+        raise NonFiniteLossError(
+            f"Training stopped: non-finite {', '.join(f'{k}={v}' for k, v in sorted(bad.items()))} at step "
+            f"{done_at} (learning rate too high, bad inputs or a numerically unstable model?).{where} To train on "
+            "regardless, set config.stop_on_nonfinite=False (fit(..., stop_on_nonfinite=False)).")
+    unchecked.clear()
 
   def log(step, record):
     if history is not None:
@@ -221,9 +324,11 @@ def run_loop(trainer: Trainer, state, *, batches: data_lib.Batches, batch_size: 
     state, metrics = trainer.step(state, trainer.put(batches(step), batch_size))
     pending.append(metrics)
     done = step + 1
+    unchecked.append((done, metrics))
     if bar is not None:
       bar.update(1)
     if log_every and (done % log_every == 0 or done == steps):
+      check()
       values = jax.device_get(pending)
       record = {f"train/{k}": float(np.mean([m[k] for m in values])) for k in values[0]}
       record["train/steps_per_sec"] = (done - last) / max(time.perf_counter() - t0, 1e-9)
@@ -234,7 +339,9 @@ def run_loop(trainer: Trainer, state, *, batches: data_lib.Batches, batch_size: 
     if evaluate is not None and eval_every and done % eval_every == 0 and done != steps:
       log(done, {f"eval/{k}": v for k, v in evaluate(state).items()})
     if checkpointer is not None and checkpoint_every and done % checkpoint_every == 0:
+      check()
       checkpointer.save(done, state)
+  check()
   if bar is not None:
     bar.close()
   return state
@@ -251,6 +358,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """
   config = validate_config(config)
   os.makedirs(workdir, exist_ok=True)
+  lock = _lock_workdir(workdir)
+  try:
+    return _train_and_evaluate(config, workdir)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _lock_workdir(workdir: str) -> checkpointing.WorkdirLock | None:
+  """Process 0 locks the work directory for the run (all processes fail together if it cannot)."""
+  lock = checkpointing.WorkdirLock(workdir) if jax.process_index() == 0 else None
+  error = None
+  if lock is not None:
+    try:
+      lock.acquire()
+    except checkpointing.WorkdirLockedError as e:
+      error = e
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    failed = int(multihost_utils.broadcast_one_to_all(np.int32(error is not None)))
+    if failed and error is None:
+      if lock is not None:
+        lock.release()
+      raise checkpointing.WorkdirLockedError(f"process 0 could not lock the work directory {workdir}; see its log.")
+  if error is not None:
+    raise error
+  return lock
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   mesh = sharding.make_mesh(config.mesh.to_dict())
   sources, info = data_lib.load(config.data.name, data_dir=config.data.data_dir,
                                 splits=(config.data.train_split, config.data.eval_split),
@@ -268,32 +405,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
              for k, v in batches.source.__getitems__([0]).items()}
   trainer = Trainer(procedure, mesh, example)
   batches.rows = sharding.process_rows(batch_size, trainer.batch_sharding)
+  trainer.check_data(sources[config.data.train_split], f" (split {config.data.train_split!r} of {config.data.name})",
+                     info.num_classes)
+  trainer.check_data(eval_source, f" (split {config.data.eval_split!r} of {config.data.name})", info.num_classes)
 
   checkpointer = checkpointing.Checkpointer(workdir, config.to_dict(), max_to_keep=config.keep_checkpoints)
-  start = checkpointer.latest_step()
-  if start is not None:
-    state = checkpointer.restore(trainer.abstract_state, start)
-    _say(f"resumed from {checkpointer.directory}/{start}")
-  else:
-    start = 0
-    state = trainer.init(config.seed, trainer.put(batches(0), batch_size))
-  is_main = jax.process_index() == 0
-  writer = MetricWriter(workdir, resume_step=start) if is_main else None
-  evaluate = None
-  if eval_source is not None:
-    evaluate = lambda s: trainer.evaluate(s, eval_source, _eval_batch_size(config, trainer))
+  try:
+    start, state = checkpointer.restore_latest(trainer.abstract_state)
+    if start is not None:
+      _check_resume(config, start, checkpointer)
+      _say(f"resumed from {checkpointer.directory}/{start}")
+    else:
+      start = 0
+      state = trainer.init(config.seed, trainer.put(batches(0), batch_size))
+    is_main = jax.process_index() == 0
+    writer = MetricWriter(workdir, resume_step=start) if is_main else None
+    evaluate = None
+    if eval_source is not None:
+      evaluate = lambda s: trainer.evaluate(s, eval_source, _eval_batch_size(config, trainer))
 
-  state = run_loop(trainer, state, batches=batches, batch_size=batch_size, start=start, steps=config.steps,
-                   log_every=config.log_every, eval_every=config.eval_every, evaluate=evaluate,
-                   checkpoint_every=config.checkpoint_every, checkpointer=checkpointer, writer=writer,
-                   progress=config.progress_bar)
-  if checkpointer.latest_step() != config.steps:
-    checkpointer.save(config.steps, state)
-  checkpointer.close()
+    state = run_loop(trainer, state, batches=batches, batch_size=batch_size, start=start, steps=config.steps,
+                     log_every=config.log_every, eval_every=config.eval_every, evaluate=evaluate,
+                     checkpoint_every=config.checkpoint_every, checkpointer=checkpointer, writer=writer,
+                     progress=config.progress_bar, stop_on_nonfinite=config.stop_on_nonfinite)
+    if checkpointer.latest_step() != config.steps:
+      checkpointer.save(config.steps, state)
+  finally:
+    checkpointer.close()
 
   results = evaluate(state) if evaluate is not None else {}
   if is_main:
-    if results:
+    if results and not writer.has(config.steps, "eval/"):  # a rerun of a finished run writes no second line
       writer.write(config.steps, {f"eval/{k}": v for k, v in results.items()})
       _say(f"{config.data.eval_split} after {config.steps} steps: "
            + ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
@@ -302,6 +444,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  "dataset": dataclasses.asdict(info), "config": config.to_dict(), "command": _command()}, f,
                 indent=2, default=str)
   return results
+
+
+def _check_resume(config, start: int, checkpointer: checkpointing.Checkpointer) -> None:
+  """A resume must not go backwards, nor silently change a learning-rate schedule built from ``steps``."""
+  where = f"{checkpointer.directory}/{start}"
+  if start > config.steps:
+    raise ValueError(f"config.steps={config.steps} is below the step of the checkpoint it would resume from "
+                     f"({where}, step {start}): its state is {start} steps trained. Pass --config.steps={start} or "
+                     "more, or use a new --workdir.")
+  saved_steps = (checkpointer.restored_config or {}).get("steps")
+  schedule = config.optimizer.schedule
+  if saved_steps is not None and saved_steps != config.steps and schedule != "constant" \
+      and not config.allow_schedule_change:
+    raise ValueError(
+        f"config.steps changed from {saved_steps} (the run that wrote {where}) to {config.steps}, and the "
+        f"{schedule!r} learning-rate schedule is built from it: the resumed steps would follow a different "
+        f"schedule than the first {start}. Keep --config.steps={saved_steps}, use a new --workdir, or pass "
+        "--config.allow_schedule_change=True to accept the change.")
 
 
 def _eval_batch_size(config, trainer: Trainer) -> int:
@@ -352,7 +512,7 @@ def fit(model: nn.Module, train_data: Mapping[str, np.ndarray], *, task: Any = "
         optimizer: optax.GradientTransformation | Mapping[str, Any] | None = None, steps: int = 500,
         batch_size: int = 64, eval_data: Mapping[str, np.ndarray] | None = None, procedure: Any = "backprop",
         procedure_kwargs: Mapping[str, Any] | None = None, seed: int = 0, mesh=None, log_every: int = 0,
-        eval_batch_size: int | None = None, progress: bool = False) -> FitResult:
+        eval_batch_size: int | None = None, progress: bool = False, stop_on_nonfinite: bool = True) -> FitResult:
   """Trains ``model`` on arrays in memory with the same trainer and loop as a config run (no checkpoints).
 
   Args:
@@ -366,12 +526,19 @@ def fit(model: nn.Module, train_data: Mapping[str, np.ndarray], *, task: Any = "
       ``(model=, task=, optimizer=, **procedure_kwargs)``.
     mesh: default: all devices, data parallel.
     log_every: record training metrics every this many steps (0: only at the end).
+    stop_on_nonfinite: raise :class:`NonFiniteLossError` when a training metric becomes NaN or infinite.
 
   Example::
 
     result = fit(zoo.core.MLP(features=(64, 10)), {"x": x, "label": y}, task=Classification(input_key="x"))
     logits = model.apply(result.variables, x)
   """
+  if not _positive_int(batch_size):
+    raise ValueError(f"fit: batch_size must be an integer >= 1; got {batch_size!r}.")
+  if eval_batch_size is not None and not _positive_int(eval_batch_size):
+    raise ValueError(f"fit: eval_batch_size must be an integer >= 1; got {eval_batch_size!r}.")
+  source = data_lib.ArraySource(train_data, name="train_data")
+  eval_source = None if eval_data is None else data_lib.ArraySource(eval_data, name="eval_data")
   if isinstance(task, str):
     task = builders.make_task({"name": task})
   if optimizer is None:
@@ -382,22 +549,24 @@ def fit(model: nn.Module, train_data: Mapping[str, np.ndarray], *, task: Any = "
     procedure = builders.resolve_procedure(procedure)
   proc = procedure(model=model, task=task, optimizer=optimizer, **dict(procedure_kwargs or {}))
   mesh = sharding.make_mesh() if mesh is None else mesh
-  source = data_lib.ArraySource(train_data)
   batches = data_lib.Batches(source, batch_size, seed=seed)
   example = {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), sharding.device_dtype(v.dtype))
              for k, v in source.arrays.items()}
   trainer = Trainer(proc, mesh, example)
   batches.rows = sharding.process_rows(batch_size, trainer.batch_sharding)
+  trainer.check_data(source, " (train_data)")
+  trainer.check_data(eval_source, " (eval_data)")
   state = trainer.init(seed, trainer.put(batches(0), batch_size))
   history: list[dict[str, float]] = []
   state = run_loop(trainer, state, batches=batches, batch_size=batch_size, start=0, steps=steps,
-                   log_every=log_every or steps, history=history, progress=progress)
+                   log_every=log_every or steps, history=history, progress=progress,
+                   stop_on_nonfinite=stop_on_nonfinite)
   shards = mesh.shape["data"] * mesh.shape["fsdp"]
   eval_bs = eval_batch_size or -(-max(batch_size, 256) // shards) * shards
   result = FitResult(state=state, variables=proc.variables(state), history=history, metrics={}, trainer=trainer,
                      eval_batch_size=eval_bs)
-  if eval_data is not None:
-    result.metrics = result.evaluate(eval_data)
+  if eval_source is not None:
+    result.metrics = result.trainer.evaluate(state, eval_source, eval_bs)
   return result
 
 
@@ -419,7 +588,31 @@ def main(argv) -> None:
     # metrics.jsonl and the lines it prints. Pass -v 0 to see INFO logs again.
     from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
     absl_logging.set_verbosity(absl_logging.WARNING)
-  train_and_evaluate(f.config, f.workdir)
+  config = f.config
+  if _EXTRA_OVERRIDES:
+    with config.unlocked():
+      for key, value in _EXTRA_OVERRIDES.items():
+        config[key] = value
+  train_and_evaluate(config, f.workdir)
+
+
+_EXTRA_OVERRIDES: dict[str, bool] = {}
+
+
+def _pop_trainer_overrides(argv: list[str]) -> list[str]:
+  """Takes ``--config.<key>=...`` of the keys in ``_TRAINER_DEFAULTS`` off the command line (config_flags only
+  accepts overrides of keys the config file defines, and ``base_config()`` does not list these yet)."""
+  kept = []
+  for arg in argv:
+    key = next((k for k in _TRAINER_DEFAULTS if arg.split("=", 1)[0] == f"--config.{k}"), None)
+    if key is None:
+      kept.append(arg)
+      continue
+    value = arg.split("=", 1)[1].strip().lower() if "=" in arg else "true"
+    if value not in ("true", "false", "1", "0"):
+      raise SystemExit(f"{arg}: expected True or False.")
+    _EXTRA_OVERRIDES[key] = value in ("true", "1")
+  return kept
 
 
 def _define_flags():
@@ -438,4 +631,5 @@ def _define_flags():
 if __name__ == "__main__":
   from absl import app  # pylint: disable=g-import-not-at-top
   _define_flags()
+  sys.argv = _pop_trainer_overrides(sys.argv)
   app.run(main)

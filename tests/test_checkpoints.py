@@ -34,3 +34,9 @@ def test_hopfield_digits_reproduces_its_recorded_test_accuracy():
   accuracy = float(np.mean(np.argmax(logits, -1) == test["label"]))
   assert accuracy == pytest.approx(meta["metrics"]["accuracy"], abs=1e-9)
   assert accuracy >= 0.95
+
+
+@pytest.mark.parametrize("name", ["../checkpoints/hopfield_digits", "hopfield_digits/", "/tmp", "..", ".", ""])
+def test_names_are_bare_names_never_paths(name):
+  with pytest.raises(ValueError, match="bare names, not paths.*Available: .*hopfield_digits"):
+    checkpoints.load(name)
