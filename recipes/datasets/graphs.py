@@ -1,4 +1,4 @@
-"""Graphs for node classification, available offline and deterministic by seed.
+"""Graphs for node classification and link prediction, available offline and deterministic by seed.
 
 Every split of a graph dataset holds the *same* graph(s) (transductive node classification); the splits differ in
 which nodes they score. Each example is one whole graph, as fixed-shape arrays (``G`` graphs per split):
@@ -27,6 +27,20 @@ Datasets (``zoo.recipes.data.load(name, **kwargs)``):
 
 Labelled/validation nodes are a stratified random ``train_fraction``/``val_fraction`` of every class (at least one
 node per class each); the rest are test nodes.
+
+Link prediction (``sbm_links``): the same planted-partition graphs, with a random ``val_fraction``/``test_fraction``
+of the undirected edges held out (the split of PyG's ``RandomLinkSplit`` that ForwardGNN's reference code uses,
+0.16 / 0.2, one negative per positive). Every split holds the whole graph(s) with these keys:
+
+* ``nodes`` ``[G, nodes, features]``; ``edges`` ``[G, edges, 2]`` and ``edge_mask`` ``[G, edges]``: the message-passing
+  edges, both directions: the training edges in ``train`` and ``validation``, training + validation edges in
+  ``test`` (as ``RandomLinkSplit``); padded to one edge count for all splits, so a held-out edge is never visible
+  to the split that scores it;
+* ``pairs`` ``[G, pairs, 2]`` int32 node pairs to score (once per undirected pair, ``u < v``): the split's positive
+  edges followed by as many negative pairs, drawn once, uniformly among the pairs that are no edge of the full graph,
+  distinct and disjoint across the splits; ``pair_labels`` ``[G, pairs]`` float32 (1 positive, 0 negative);
+  ``pair_mask`` ``[G, pairs]`` bool (False: padding, to one pair count for every split and graph);
+* ``labels`` ``[G, nodes]`` int32: the planted communities (for analysis; no link model reads them).
 """
 
 from __future__ import annotations
@@ -35,7 +49,7 @@ import numpy as np
 
 from zoo.recipes import data
 
-__all__ = ["karate_club", "sbm"]
+__all__ = ["karate_club", "planted_partition", "sbm", "sbm_links"]
 
 
 def _stratified_masks(labels: np.ndarray, train_fraction: float, val_fraction: float, rng: np.random.Generator):
@@ -138,3 +152,74 @@ def sbm(seed: int = 0, num_blocks: int = 4, block_size: int = 60, p_in: float = 
   return data.Generated(splits, metadata={"num_classes": num_blocks, "num_nodes": num_blocks * block_size,
                                           "num_features": num_features, "num_graphs": num_graphs,
                                           "num_edges": int(splits["train"]["edges"].shape[1])})
+
+
+def _negative_pairs(rng: np.random.Generator, num_nodes: int, taken: set[tuple[int, int]], count: int) -> np.ndarray:
+  """``count`` distinct undirected pairs ``u < v`` outside ``taken``, uniformly at random (``taken`` grows)."""
+  out = []
+  while len(out) < count:
+    u, v = (int(i) for i in rng.integers(0, num_nodes, size=2))
+    pair = (min(u, v), max(u, v))
+    if u != v and pair not in taken:
+      taken.add(pair)
+      out.append(pair)
+  return np.array(out, np.int32).reshape(count, 2)
+
+
+@data.register("sbm_links", version="1.0.0")
+def sbm_links(seed: int = 0, num_blocks: int = 4, block_size: int = 60, p_in: float = 0.08, p_out: float = 0.008,
+              num_features: int = 16, signal: float = 1.5, val_fraction: float = 0.16, test_fraction: float = 0.2,
+              num_graphs: int = 1) -> data.Generated:
+  """Planted-partition SBM graph(s) with held-out edges and sampled non-edges for link prediction (module doc)."""
+  if num_blocks < 1 or block_size < 2 or num_graphs < 1:
+    raise ValueError(f"sbm_links: need num_blocks >= 1, block_size >= 2, num_graphs >= 1; got {num_blocks}, "
+                     f"{block_size}, {num_graphs}.")
+  if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
+    raise ValueError(f"sbm_links: need 0 < val_fraction, test_fraction and val_fraction + test_fraction < 1; got "
+                     f"{val_fraction}, {test_fraction}.")
+  rng = np.random.default_rng(seed)
+  n = num_blocks * block_size
+  graphs, means = [], None
+  for _ in range(num_graphs):
+    nodes, undirected, labels, means = planted_partition(
+        rng, num_blocks=num_blocks, block_size=block_size, p_in=p_in, p_out=p_out, num_features=num_features,
+        signal=signal, means=means)
+    m = len(undirected)
+    n_val, n_test = max(1, int(np.floor(val_fraction * m))), max(1, int(np.floor(test_fraction * m)))
+    if n_val + n_test >= m or 2 * m > n * (n - 1) // 2:
+      raise ValueError(f"sbm_links: a graph has {m} edges: too few to hold out {n_val} + {n_test}, or too dense "
+                       "to sample as many non-edges.")
+    order = rng.permutation(m)
+    split_edges = {"validation": undirected[order[:n_val]], "test": undirected[order[n_val:n_val + n_test]],
+                   "train": undirected[order[n_val + n_test:]]}
+    taken = {tuple(map(int, e)) for e in undirected}
+    pairs = {}
+    for split in ("train", "validation", "test"):
+      pos = split_edges[split]
+      neg = _negative_pairs(rng, n, taken, len(pos))
+      pairs[split] = (np.concatenate([pos, neg]), np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]))
+    message = {"train": split_edges["train"], "validation": split_edges["train"],
+               "test": np.concatenate([split_edges["train"], split_edges["validation"]])}
+    graphs.append({"nodes": nodes, "labels": labels, "pairs": pairs,
+                   "edges": {k: _both_directions(v) for k, v in message.items()}})
+  # One edge count and one pair count for every split (the splits share the feature shapes).
+  num_edges = max(len(g["edges"]["test"]) for g in graphs)
+  num_pairs = max(len(g["pairs"][split][0]) for g in graphs for split in g["pairs"])
+  splits = {}
+  for split in ("train", "validation", "test"):
+    arrays = {"nodes": np.stack([g["nodes"] for g in graphs]).astype(np.float32),
+              "labels": np.stack([g["labels"] for g in graphs]).astype(np.int32),
+              "edges": np.zeros((num_graphs, num_edges, 2), np.int32),
+              "edge_mask": np.zeros((num_graphs, num_edges), bool),
+              "pairs": np.zeros((num_graphs, num_pairs, 2), np.int32),
+              "pair_labels": np.zeros((num_graphs, num_pairs), np.float32),
+              "pair_mask": np.zeros((num_graphs, num_pairs), bool)}
+    for i, g in enumerate(graphs):
+      e = g["edges"][split]
+      arrays["edges"][i, :len(e)], arrays["edge_mask"][i, :len(e)] = e, True
+      p, y = g["pairs"][split]
+      arrays["pairs"][i, :len(p)], arrays["pair_labels"][i, :len(p)], arrays["pair_mask"][i, :len(p)] = p, y, True
+    splits[split] = arrays
+  return data.Generated(splits, metadata={"num_nodes": n, "num_features": num_features, "num_graphs": num_graphs,
+                                          "num_edges": num_edges, "num_classes": num_blocks,
+                                          "num_test_pairs": int(splits["test"]["pairs"].shape[1])})

@@ -70,8 +70,9 @@ import optax
 
 from zoo import gnn as gnn_lib
 
-__all__ = ["ForwardGNN", "ForwardGNNState", "NodeClassification", "VARIANTS", "augment_with_virtual_nodes",
-           "ff_train", "label_vectors", "negative_labels", "sf_topdown_train", "sf_train"]
+__all__ = ["ForwardGNN", "ForwardGNNLink", "ForwardGNNLinkState", "ForwardGNNState", "LINK_VARIANTS", "LinkPrediction",
+           "NodeClassification", "VARIANTS", "augment_with_virtual_nodes", "ff_train", "label_vectors", "link_train",
+           "negative_labels", "pair_products", "roc_auc", "sf_topdown_train", "sf_train"]
 
 VARIANTS = ("ff_label_appending", "ff_virtual_nodes", "sf", "sf_top2loss", "sf_top2input")
 
@@ -194,6 +195,53 @@ def _ce(logits, labels, mask):
   return jnp.sum(loss * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
+# ------------------------------------------------------------------------------------------ layer-local updates
+
+
+def _active_layers(step, num_layers: int, layer_steps: int, together: bool, learn: bool) -> jax.Array:
+  """``[L]`` bool: the layers that learn at ``step``: one in the sequential schedule, all if ``together`` or
+  ``layer_steps == 0``, none without ``learn`` (the ablation)."""
+  if not learn:
+    return jnp.zeros((num_layers,), bool)
+  if together or layer_steps == 0:
+    return jnp.ones((num_layers,), bool)
+  return jnp.arange(num_layers) == jnp.minimum(step // layer_steps, num_layers - 1)
+
+
+def _trained_layers(step, num_layers: int, layer_steps: int, together: bool, learn: bool) -> jax.Array:
+  """``[L]`` bool: the layers prediction uses: those trained so far (all when frozen or trained together)."""
+  if not learn or together or layer_steps == 0:
+    return jnp.ones((num_layers,), bool)
+  return jnp.arange(num_layers) <= jnp.minimum(step // layer_steps, num_layers - 1)
+
+
+def _local_updates(optimizer, active, params, opt_state, layer_losses):
+  """One update of every ``active`` layer by its own loss: ``(params, opt_state, losses, metrics, aux)``.
+
+  ``layer_losses(params) -> (losses [L], metrics, aux)``; each loss reaches only its own layer (the layers read
+  ``stop_gradient`` inputs), so the gradient of the sum gives every layer its own gradient in one backward pass.
+  A layer's parameters and optimizer state change only where ``active``.
+  """
+  num_layers = len(opt_state)
+
+  def total(p):
+    losses, metrics, aux = layer_losses(p)
+    return jnp.sum(losses), (losses, metrics, aux)
+
+  (_, (losses, metrics, aux)), grads = jax.value_and_grad(total, has_aux=True)(params)
+  new_params, new_opt_states = dict(params), []
+  for k in range(num_layers):
+    name = f"layer_{k}"
+    updates, new_opt = optimizer.update(grads[name], opt_state[k], params[name])
+    updated = optax.apply_updates(params[name], updates)
+    new_params[name] = jax.tree.map(lambda new, old: jnp.where(active[k], new, old), updated, params[name])
+    new_opt_states.append(jax.tree.map(lambda new, old: jnp.where(active[k], new, old), new_opt, opt_state[k]))
+  metrics = {**metrics, **{f"loss_layer_{k}": losses[k] for k in range(num_layers)},
+             "loss": jnp.sum(jnp.where(active, losses, 0.0)),
+             "active_layer": jnp.argmax(active).astype(jnp.float32)}
+  return new_params, tuple(new_opt_states), losses, metrics, aux
+
+
 # ------------------------------------------------------------------------------------------------------ procedure
 
 
@@ -234,6 +282,9 @@ class ForwardGNN:
     num_negs: negative graphs per step for FF (0: all C - 1 wrong classes).
     test_time_steps: recurrent sweeps at prediction for ``sf_top2input``; sweeps from index 2 on are summed.
     alternating_update: ``sf_top2input`` updates even layers before odd ones.
+    learn_layers: the mechanism switch. True (the paper's method): every layer learns from its own forward loss.
+      False: the ablation: no layer ever updates (they stay at their random initialisation), while the graph
+      augmentation, the virtual nodes and the prediction rule are unchanged; every layer counts at prediction.
   """
   model: nn.Module
   task: Any
@@ -247,6 +298,7 @@ class ForwardGNN:
   num_negs: int = 0
   test_time_steps: int = 10
   alternating_update: bool = True
+  learn_layers: bool = True
 
   def __post_init__(self):
     if not isinstance(self.model, gnn_lib.GNN):
@@ -514,39 +566,17 @@ class ForwardGNN:
 
   def active_layers(self, step) -> jax.Array:
     """``[L]`` bool: the layers that learn at ``step`` (one in the sequential schedule, all otherwise)."""
-    if self._top_down or self.layer_steps == 0:
-      return jnp.ones((self.num_layers,), bool)
-    current = jnp.minimum(step // self.layer_steps, self.num_layers - 1)
-    return jnp.arange(self.num_layers) == current
+    return _active_layers(step, self.num_layers, self.layer_steps, self._top_down, self.learn_layers)
 
   def trained_layers(self, step) -> jax.Array:
     """``[L]`` bool: layers that have been (or are being) trained; prediction sums only these."""
-    if self._top_down or self.layer_steps == 0:
-      return jnp.ones((self.num_layers,), bool)
-    return jnp.arange(self.num_layers) <= jnp.minimum(step // self.layer_steps, self.num_layers - 1)
+    return _trained_layers(step, self.num_layers, self.layer_steps, self._top_down, self.learn_layers)
 
   def step(self, state: ForwardGNNState, batch):
-    active = self.active_layers(state.step)
-
-    def total(params):
-      losses, metrics, node_states = self.layer_losses(params, state, batch)
-      # Every loss reaches only its own layer (stop_gradient between layers); the sum gives every layer its own
-      # gradient in one backward pass.
-      return jnp.sum(losses), (losses, metrics, node_states)
-
-    (_, (losses, metrics, node_states)), grads = jax.value_and_grad(total, has_aux=True)(state.params)
-    params, opt_states = dict(state.params), []
-    for k in range(self.num_layers):
-      name = f"layer_{k}"
-      updates, new_opt = self.optimizer.update(grads[name], state.opt_state[k], state.params[name])
-      new_params = optax.apply_updates(state.params[name], updates)
-      params[name] = jax.tree.map(lambda new, old: jnp.where(active[k], new, old), new_params, state.params[name])
-      opt_states.append(jax.tree.map(lambda new, old: jnp.where(active[k], new, old), new_opt, state.opt_state[k]))
-    metrics = {**metrics, **{f"loss_layer_{k}": losses[k] for k in range(self.num_layers)},
-               "loss": jnp.sum(jnp.where(active, losses, 0.0)),
-               "active_layer": jnp.argmax(active).astype(jnp.float32)}
-    return state.replace(step=state.step + 1, params=params, opt_state=tuple(opt_states),
-                         node_states=node_states), metrics
+    params, opt_state, losses, metrics, node_states = _local_updates(
+        self.optimizer, self.active_layers(state.step), state.params, state.opt_state,
+        lambda p: self.layer_losses(p, state, batch))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state, node_states=node_states), metrics
 
   def variables(self, state: ForwardGNNState):
     """``{'params': {'layer_l': ...}, 'forward_gnn': {'virtual_nodes': [C, f]}}``.
@@ -633,6 +663,221 @@ class ForwardGNN:
     return metrics
 
 
+# ------------------------------------------------------------------------------------------------ link prediction
+
+
+def roc_auc(scores, labels, mask):
+  """ROC-AUC of ``scores [batch, pairs]`` against 0/1 ``labels`` over the ``mask`` pairs of every graph -> ``[batch]``.
+
+  The probability that a positive pair outscores a negative one, ties counting one half (the Mann-Whitney form;
+  ``[pairs, pairs]`` comparisons per graph). A graph without a positive or a negative pair gets 0.5.
+  """
+  mask = mask.astype(bool)
+  pos = (labels > 0.5) & mask
+  neg = (labels <= 0.5) & mask
+  diff = scores[:, :, None] - scores[:, None, :]  # [batch, pos candidate, neg candidate]
+  wins = jnp.where(diff > 0, 1.0, jnp.where(diff == 0, 0.5, 0.0))
+  both = (pos[:, :, None] & neg[:, None, :]).astype(jnp.float32)
+  count = jnp.sum(both, (1, 2))
+  return jnp.where(count > 0, jnp.sum(wins * both, (1, 2)) / jnp.maximum(count, 1.0), 0.5)
+
+
+def pair_products(h, pairs):
+  """``h_u * h_v`` per pair: ``[batch, pairs, d]`` from ``h [batch, nodes, d]`` and ``pairs [batch, pairs, 2]``."""
+  take = jax.vmap(lambda h, idx: h[idx])
+  return take(h, pairs[..., 0]) * take(h, pairs[..., 1])
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkPrediction:
+  """Link prediction on whole graphs: a pair's logit is the dot product of its nodes' embeddings.
+
+  outputs: node embeddings ``[batch, nodes, d]``; ``pairs [batch, pairs, 2]``, ``pair_labels [batch, pairs]``
+  (1 edge, 0 sampled non-edge), ``pair_mask [batch, pairs]`` (``zoo.recipes.datasets.graphs.sbm_links``). Loss:
+  binary cross-entropy of ``h_u . h_v`` averaged over a graph's pairs (ForwardGNN's backprop baseline, as PyG's
+  link-prediction example); metrics ``loss`` and ``auc`` (:func:`roc_auc`) per graph.
+  """
+  pairs_key: str = "pairs"
+  pair_labels_key: str = "pair_labels"
+  pair_mask_key: str = "pair_mask"
+  graph_keys: tuple[str, ...] = ("nodes", "edges", "edge_mask")
+
+  def inputs(self, batch):
+    return {k: _get(batch, k, "LinkPrediction") for k in self.graph_keys if k in batch or k != "edge_mask"}
+
+  def pairs(self, batch):
+    """``(pairs, labels, mask)`` of the batch, checked."""
+    pairs = _get(batch, self.pairs_key, "LinkPrediction")
+    labels = _get(batch, self.pair_labels_key, "LinkPrediction")
+    mask = batch.get(self.pair_mask_key, jnp.ones(labels.shape, bool))
+    if pairs.ndim != 3 or pairs.shape[-1] != 2 or labels.shape != pairs.shape[:2] or mask.shape != labels.shape:
+      raise ValueError(f"LinkPrediction: pairs must be [batch, pairs, 2] with pair_labels and pair_mask [batch, "
+                       f"pairs]; got {pairs.shape}, {labels.shape}, {mask.shape}.")
+    return pairs, labels.astype(jnp.float32), mask
+
+  def logits(self, h, batch):
+    if h.ndim != 3:
+      raise ValueError(f"LinkPrediction: outputs must be node embeddings [batch, nodes, d]; got {h.shape}.")
+    return jnp.sum(pair_products(h, self.pairs(batch)[0]).astype(jnp.float32), -1)
+
+  def loss(self, h, batch):
+    _, labels, mask = self.pairs(batch)
+    return _masked_mean(optax.sigmoid_binary_cross_entropy(self.logits(h, batch), labels), mask)
+
+  def metrics(self, h, batch):
+    _, labels, mask = self.pairs(batch)
+    logits = self.logits(h, batch)
+    return {"loss": _masked_mean(optax.sigmoid_binary_cross_entropy(logits, labels), mask),
+            "auc": roc_auc(logits, labels, mask)}
+
+
+LINK_VARIANTS = ("sf", "ff")
+
+
+class ForwardGNNLinkState(flax.struct.PyTreeNode):
+  """What a ForwardGNNLink run carries: ``step``, ``params`` ``{'layer_l': ...}``, one optimizer state per layer."""
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ForwardGNNLink:
+  """Layer-wise forward learning of a GNN for link prediction (paper §3, reference ``linkpred/gnn_forward.py``).
+
+  Every layer ``l`` (a ``zoo.gnn.GNNLayer``: row-wise L2 normalisation, conv, ReLU; ``hidden_features`` wide)
+  embeds the nodes from the ``stop_gradient`` of the layer below, by message passing over the batch's ``edges``;
+  the positive data are the split's edges and the negative data the sampled non-edges, both ``pairs`` of the
+  batch, scored from the layer's own embeddings ``z`` by ``z_u * z_v``. Per layer:
+
+  * ``'sf'`` (single forward, the paper's FL-CE models, one forward pass, no negative graph): logit
+    ``sum(z_u * z_v)``, binary cross-entropy against the pair label;
+  * ``'ff'`` (forward-forward): goodness ``||z_u * z_v||^2 - theta``, binary cross-entropy (the FF loss: positive
+    pairs' goodness up, negatives' down).
+
+  Prediction: the mean over the (trained) layers of ``sigmoid(logit)`` per pair, scored by ROC-AUC
+  (:func:`roc_auc`), as the reference's ``eval_model``. Schedule: as :class:`ForwardGNN` (``layer_steps`` per
+  layer, then the next; 0: all layers every step).
+
+  Attributes:
+    model: a ``zoo.gnn.GNN``; its ``conv``, ``hidden_features``, ``num_layers``, ``heads`` define the layers (its
+      ``num_classes`` is not used: every layer is a hidden layer).
+    task: a :class:`LinkPrediction` (its keys name the batch arrays).
+    optimizer: optax transformation, instantiated once per layer.
+    variant: ``'sf'`` or ``'ff'``.
+    layer_steps: steps per layer in the sequential schedule; 0 trains all layers at every step.
+    theta: the goodness threshold of ``'ff'``.
+    learn_layers: the mechanism switch. True (the paper's method): every layer learns from its own forward loss
+      on positive vs negative pairs. False: the ablation: no layer ever updates (random-initialised layers, the
+      same embedding, pair score and prediction rule).
+
+  Deviations: the negative pairs are the dataset's, drawn once (as ``RandomLinkSplit`` in the reference); no
+  validation early stopping per layer; no top-down link variant (``gnn_topdown_forward.py``).
+  """
+  model: nn.Module
+  task: Any
+  optimizer: optax.GradientTransformation
+  variant: str = "sf"
+  layer_steps: int = 200
+  theta: float = 2.0
+  learn_layers: bool = True
+
+  def __post_init__(self):
+    if not isinstance(self.model, gnn_lib.GNN):
+      raise TypeError(f"ForwardGNNLink: `model` must be a zoo.gnn.GNN; got {type(self.model).__name__}.")
+    if self.variant not in LINK_VARIANTS:
+      raise ValueError(f"ForwardGNNLink: `variant` must be one of {LINK_VARIANTS}; got {self.variant!r}.")
+    if self.layer_steps < 0:
+      raise ValueError(f"ForwardGNNLink: `layer_steps` must be >= 0; got {self.layer_steps}.")
+
+  @property
+  def num_layers(self) -> int:
+    return self.model.num_layers
+
+  def _layer(self) -> gnn_lib.GNNLayer:
+    m = self.model
+    return gnn_lib.GNNLayer(conv=m.conv, features=m.hidden_features, heads=m.heads, normalize_input=True,
+                            dtype=m.dtype, param_dtype=m.param_dtype)
+
+  def _graph(self, batch):
+    nodes, edges, edge_mask, batched = gnn_lib.check_graph(self.task.inputs(batch), "ForwardGNNLink")
+    if not batched:
+      raise ValueError("ForwardGNNLink: the batch must hold a leading graph axis ([batch, nodes, features]).")
+    return nodes, edges, edge_mask
+
+  def pair_logits(self, z, pairs):
+    """A layer's logit per pair: ``sum(z_u z_v)`` (SF) or ``||z_u z_v||^2 - theta`` (FF): ``[batch, pairs]``."""
+    prod = pair_products(z, pairs).astype(jnp.float32)
+    return jnp.sum(prod, -1) if self.variant == "sf" else jnp.sum(prod ** 2, -1) - self.theta
+
+  def layer_logits(self, params, batch):
+    """``[L, batch, pairs]``: every layer's pair logits, each layer reading the stop_gradient of the one below."""
+    h, edges, edge_mask = self._graph(batch)
+    pairs, _, _ = self.task.pairs(batch)
+    logits = []
+    for k in range(self.num_layers):
+      h = self._layer().apply({"params": params[f"layer_{k}"]}, jax.lax.stop_gradient(h), edges, edge_mask)
+      logits.append(self.pair_logits(h, pairs))
+    return jnp.stack(logits)
+
+  def layer_losses(self, params, batch):
+    """``(losses [L], metrics)``: each layer's BCE of positive vs negative pairs, mean over graphs."""
+    _, labels, mask = self.task.pairs(batch)
+    logits = self.layer_logits(params, batch)
+    bce = optax.sigmoid_binary_cross_entropy(logits, jnp.broadcast_to(labels, logits.shape))
+    losses = jnp.mean(jax.vmap(_masked_mean, in_axes=(0, None))(bce, mask), -1)
+    pos, neg = mask & (labels > 0.5), mask & (labels <= 0.5)
+    metrics = {}
+    for k in range(self.num_layers):
+      metrics[f"logit_pos_{k}"] = jnp.mean(_masked_mean(logits[k], pos))
+      metrics[f"logit_neg_{k}"] = jnp.mean(_masked_mean(logits[k], neg))
+    return losses, metrics
+
+  def init(self, rng, batch) -> ForwardGNNLinkState:
+    h, edges, edge_mask = self._graph(batch)
+    params = {}
+    for k in range(self.num_layers):
+      width = h.shape[-1] if k == 0 else self.model.hidden_features
+      x = jnp.zeros((*h.shape[:-1], width), h.dtype)
+      params[f"layer_{k}"] = self._layer().init(jax.random.fold_in(rng, k), x, edges, edge_mask)["params"]
+    opt_state = tuple(self.optimizer.init(params[f"layer_{k}"]) for k in range(self.num_layers))
+    return ForwardGNNLinkState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+
+  def active_layers(self, step) -> jax.Array:
+    """``[L]`` bool: the layers that learn at ``step``."""
+    return _active_layers(step, self.num_layers, self.layer_steps, False, self.learn_layers)
+
+  def trained_layers(self, step) -> jax.Array:
+    """``[L]`` bool: the layers whose scores prediction averages."""
+    return _trained_layers(step, self.num_layers, self.layer_steps, False, self.learn_layers)
+
+  def step(self, state: ForwardGNNLinkState, batch):
+    params, opt_state, _, metrics, _ = _local_updates(
+        self.optimizer, self.active_layers(state.step), state.params, state.opt_state,
+        lambda p: (*self.layer_losses(p, batch), ()))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  def variables(self, state: ForwardGNNLinkState):
+    """``{'params': {'layer_l': ...}}``: ``zoo.gnn.GNN(num_classes=None, normalize_layer_inputs=True, ...)``
+    applied to them gives the last layer's node embeddings."""
+    return {"params": state.params}
+
+  def pair_scores(self, state: ForwardGNNLinkState, batch):
+    """``(scores [batch, pairs], per-layer sigmoids [L, batch, pairs])``: the mean of the trained layers'
+    ``sigmoid(logit)``."""
+    per_layer = jax.nn.sigmoid(self.layer_logits(state.params, batch))
+    weights = self.trained_layers(state.step).astype(per_layer.dtype)[:, None, None]
+    return jnp.sum(per_layer * weights, 0) / jnp.sum(weights), per_layer
+
+  def evaluate(self, state: ForwardGNNLinkState, batch):
+    _, labels, mask = self.task.pairs(batch)
+    scores, per_layer = self.pair_scores(state, batch)
+    metrics = {"auc": roc_auc(scores, labels, mask)}
+    for k in range(self.num_layers):
+      metrics[f"auc_layer_{k}"] = roc_auc(per_layer[k], labels, mask)
+    return metrics
+
+
 # ------------------------------------------------------------------------------------------------ conveniences
 
 
@@ -654,6 +899,16 @@ def ff_train(model, train_data, *, virtual_nodes: bool = False, **kwargs):
 def sf_train(model, train_data, **kwargs):
   """Single-forward training with ``zoo.recipes.train.fit`` (returns its ``FitResult``)."""
   return _fit("sf", model, train_data, **kwargs)
+
+
+def link_train(model, train_data, *, variant: str = "sf", **kwargs):
+  """Forward learning for link prediction (:class:`ForwardGNNLink`) with ``zoo.recipes.train.fit``."""
+  from zoo.recipes import train  # pylint: disable=g-import-not-at-top
+  procedure_kwargs = {"variant": variant, **dict(kwargs.pop("procedure_kwargs", {}) or {})}
+  kwargs.setdefault("task", LinkPrediction())
+  kwargs.setdefault("batch_size", len(next(iter(train_data.values()))))
+  kwargs.setdefault("eval_batch_size", kwargs["batch_size"])
+  return train.fit(model, train_data, procedure=ForwardGNNLink, procedure_kwargs=procedure_kwargs, **kwargs)
 
 
 def sf_topdown_train(model, train_data, *, top2: str = "loss", **kwargs):

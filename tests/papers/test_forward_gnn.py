@@ -1,15 +1,23 @@
 """Effect test: "Forward Learning of Graph Neural Networks" (Park et al., ICLR 2024, arXiv 2403.11004).
 
 Claim: GNNs trained layer by layer with forward learning (no backpropagation across layers) are competitive with
-the same GNNs trained by backpropagation on node classification.
+the same GNNs trained by backpropagation, on node classification and on link prediction.
+
+Mechanism switch: ``learn_layers`` of ``ForwardGNN`` / ``ForwardGNNLink`` (default True, the paper's method).
+False is the ablation: the same model, graph augmentation and prediction rule, but no layer ever learns from its
+forward loss (every layer stays at its random initialisation; a frozen run is the same after 1 step or 400, so the
+ablations run 1 step).
 
 Setting (PAPERS.md): a 2-layer GCN (64 hidden), Adam 1e-3, full-graph steps; ForwardGNN trains layer 0 for 200
-steps then layer 1 for 200 (FF variants: 1000 + 1000), backprop 200 steps. Graphs from ``zoo.recipes.datasets.
-graphs``: the planted partition ``sbm`` (4 blocks x 60 nodes, p_in 0.08, p_out 0.008, class-mean features + unit
-noise, 20% labelled) and Zachary's ``karate_club`` (one-hot node features, 4 labelled members per club, 22 test
-members). Baseline without the graph: the same stack with ``conv='mlp'``.
+steps then layer 1 for 200 (top-down variants: all layers for 400 steps; FF variants: 1000 + 1000), backprop 200
+steps. Node classification: ``sbm`` (4 blocks x 60 nodes, p_in 0.08, p_out 0.008, class-mean features + unit
+noise, 20% labelled) and Zachary's ``karate_club`` (one-hot node features, 4 labelled members per club). Link
+prediction: ``sbm_links`` (4 x 60 nodes, p_in 0.1, p_out 0.002, the same features; 16% / 20% of the edges held out
+for validation / test, one sampled non-edge per edge, ROC-AUC on the test pairs); ForwardGNNLink ``'sf'`` (dot
+product of each layer's embeddings, BCE of training edges vs sampled non-edges), backprop = the same ReLU stack
+trained end to end on the same loss. Graph-free baseline: the same stack with ``conv='mlp'``.
 
-Measured test accuracy (``--durations`` run on this machine; graphs / splits of seeds 0-4; mean):
+Measured, node classification, test accuracy (graphs / splits of seeds 0-4; mean):
 
 =====================  ==================================  ==================================
                        sbm                                 karate_club
@@ -17,24 +25,43 @@ Measured test accuracy (``--durations`` run on this machine; graphs / splits of 
 backprop GCN           .940 .952 .923 .952 .964   (.946)   .909 .955 .955 1.00 .955   (.955)
 MLP (no graph)         .530 .506 .548 .613 .524   (.544)   .591 .500 .545 .545 .364   (.509)
 SF                     .917 .881 .857 .929 .964   (.910)   .636 .682 .955 .864 .773   (.782)
+SF, frozen layers      .649 .714 .875 ...
 SF, node->VN edges     .946 .929 .869 .952 .952   (.930)   .727 .864 .955 .909 .909   (.873)
 SF top2input           .917 .946 .946 .958 .976   (.949)   .909 .773 .955 .909 .500   (.809)
+SF top2input, frozen   .429 .601 .631 ...
 SF top2loss            .893 .887 .887 .935 .952   (.911)   .636 .636 .955 .909 .773   (.782)
 FF label appending     .911 .899 .839 .929 .905   (.897)   .727 .818 .909 .955 .864   (.855)
+FF label app., frozen  .274 .304 .208 ...
 FF virtual nodes       .708 .619 .786 .732 .774   (.724)   .682 .818 .864 .909 .773   (.809)
 =====================  ==================================  ==================================
 
-What holds: on the SBM forward learning is competitive: SF trails backprop by 0.036 on average (PAPERS.md asks
->= BP - 0.05: true on average, not on every graph: 0.071 and 0.066 behind on seeds 1 and 2), the top-down SF
-variant matches it (+0.003), FF with label appending trails by 0.049, and all are far above the graph-free MLP
-(+0.37). The layer-2 loss has exactly zero gradient with respect to layer-1 parameters.
+Measured, link prediction on ``sbm_links``, test ROC-AUC (seeds 0-2):
 
-What did not reproduce: on the karate club with one-hot features and 8 labels, forward learning is *not*
-competitive: every variant trails backprop by 0.08-0.17 on average (per-layer training only reaches the embedding
-rows of nodes near labelled nodes, and the graph is too small to average that out), although all beat the MLP
-(+0.27 or more). FF with virtual nodes is the weakest variant on the SBM (-0.22), as it is the paper's weakest.
+=====================  ==================
+backprop GCN           .841 .828 .830
+  (100 steps)          .861 .848 .832
+MLP (no graph)         .613 .544 .560
+SF (ForwardGNNLink)    .853 .835 .822
+SF, frozen layers      .664 .712 .725
+FF (goodness)          .776 .770 .777
+=====================  ==================
 
-The default tests run seed 0; ``-m slow`` runs the five graphs and every variant.
+What holds: on the SBM, forward learning is competitive: SF trails backprop by 0.036 on average (PAPERS.md asks
+>= BP - 0.05: true on average, not on every graph: 0.071 and 0.066 behind on seeds 1 and 2); the top-down SF
+variant matches backprop (+0.003) and beats its frozen-layer ablation by 0.31 or more on every graph; all are far
+above the graph-free MLP (+0.37). Link prediction: forward-learned SF matches backprop (within 0.012 on every
+graph) and beats its frozen ablation by 0.10-0.19 and the MLP by 0.24 or more. The layer-2 loss has exactly zero
+gradient with respect to layer-1 parameters.
+
+What did not reproduce: plain SF does *not* beat its frozen-layer ablation on every graph: random frozen GCN layers
+with the class virtual nodes are a nearest-class-mean classifier on smoothed random features, which is strong on
+this SBM (0.875 on seed 2, above SF's 0.857); SF wins on average. On the karate club with one-hot features and 8
+labels, forward learning is not competitive: every variant trails backprop by 0.08-0.17 on average, although all
+beat the MLP (+0.27 or more). FF with virtual nodes is the weakest variant on the SBM (-0.22), as it is the
+paper's weakest; FF link prediction trails SF link prediction by about 0.06.
+
+The default tests run graphs of seed ``ZOO_TEST_SEED`` (offset 0, 1, 2 calibrated); ``-m slow`` runs five graphs
+and every variant.
 """
 
 import functools
@@ -52,11 +79,12 @@ from zoo.recipes.procedures import forward_gnn as fg
 from zoo.recipes import train
 
 HIDDEN = 64
+LINK_DATA = dict(p_in=0.1, p_out=0.002)
 
 
 @functools.cache
 def _splits(name, seed):
-  sources, info = data.load(name, seed=seed)
+  sources, info = data.load(name, seed=seed, **(LINK_DATA if name == "sbm_links" else {}))
   return sources["train"].arrays, sources["test"].arrays, info.num_classes
 
 
@@ -69,17 +97,38 @@ def _accuracy(name, seed, mesh, procedure="backprop", conv="gcn", steps=200, **p
   return result.metrics["accuracy"]
 
 
+def _auc(seed, mesh, procedure="backprop", conv="gcn", steps=200, **procedure_kwargs):
+  train_set, test_set, _ = _splits("sbm_links", seed)
+  # num_classes=None: every layer is a ReLU GNNLayer, the stack ForwardGNNLink trains layer by layer.
+  model = gnn.GNN(num_classes=None, hidden_features=HIDDEN, num_layers=2, conv=conv)
+  result = train.fit(model, train_set, task=fg.LinkPrediction(), procedure=procedure,
+                     procedure_kwargs=procedure_kwargs, optimizer=optax.adam(1e-3), steps=steps, batch_size=1,
+                     eval_data=test_set, eval_batch_size=1, mesh=mesh, seed=seed)
+  return result.metrics["auc"]
+
+
+FORWARD = dict(procedure=fg.ForwardGNN, steps=400, layer_steps=200)
 METHODS = {
     "backprop": dict(),
     "mlp": dict(conv="mlp"),
-    "sf": dict(procedure=fg.ForwardGNN, variant="sf", steps=400, layer_steps=200),
-    "sf_unidirectional": dict(procedure=fg.ForwardGNN, variant="sf", steps=400, layer_steps=200,
-                              aug_edge_direction="unidirection"),
-    "sf_top2input": dict(procedure=fg.ForwardGNN, variant="sf_top2input", steps=400),
-    "sf_top2loss": dict(procedure=fg.ForwardGNN, variant="sf_top2loss", steps=400),
-    "ff_label_appending": dict(procedure=fg.ForwardGNN, variant="ff_label_appending", steps=2000,
-                               layer_steps=1000),
-    "ff_virtual_nodes": dict(procedure=fg.ForwardGNN, variant="ff_virtual_nodes", steps=2000, layer_steps=1000),
+    "sf": dict(FORWARD, variant="sf"),
+    "sf_frozen": dict(FORWARD, variant="sf", steps=1, learn_layers=False),
+    "sf_unidirectional": dict(FORWARD, variant="sf", aug_edge_direction="unidirection"),
+    "sf_top2input": dict(FORWARD, variant="sf_top2input"),
+    "sf_top2input_frozen": dict(FORWARD, variant="sf_top2input", steps=1, learn_layers=False),
+    "sf_top2loss": dict(FORWARD, variant="sf_top2loss"),
+    "ff_label_appending": dict(FORWARD, variant="ff_label_appending", steps=2000, layer_steps=1000),
+    "ff_label_appending_frozen": dict(FORWARD, variant="ff_label_appending", steps=1, layer_steps=1000,
+                                      learn_layers=False),
+    "ff_virtual_nodes": dict(FORWARD, variant="ff_virtual_nodes", steps=2000, layer_steps=1000),
+}
+LINK = dict(procedure=fg.ForwardGNNLink, steps=400, layer_steps=200)
+LINK_METHODS = {
+    "backprop": dict(),
+    "mlp": dict(conv="mlp"),
+    "sf": dict(LINK, variant="sf"),
+    "sf_frozen": dict(LINK, variant="sf", steps=1, learn_layers=False),
+    "ff": dict(LINK, variant="ff"),
 }
 
 
@@ -94,14 +143,31 @@ def test_layer_two_loss_has_no_gradient_into_layer_one():
   assert float(optax.tree.norm(grads["layer_1"])) > 0.0
 
 
-def test_sbm_forward_learning_is_competitive(single_device_mesh):
-  acc = {m: _accuracy("sbm", 0, single_device_mesh, **METHODS[m]) for m in ("backprop", "mlp", "sf")}
-  print("sbm seed 0:", {k: round(v, 3) for k, v in acc.items()})
-  assert acc["backprop"] >= 0.90
-  assert acc["sf"] >= acc["backprop"] - 0.08  # measured 0.917 vs 0.940 (0.036 behind on average over 5 graphs)
-  assert acc["sf"] >= acc["mlp"] + 0.15  # PAPERS.md; measured +0.39
+def test_sbm_forward_learning_is_competitive_and_beats_frozen_layers(seed, single_device_mesh):
+  methods = ("backprop", "mlp", "sf", "sf_top2input", "sf_top2input_frozen")
+  acc = {m: _accuracy("sbm", seed, single_device_mesh, **METHODS[m]) for m in methods}
+  print(f"sbm seed {seed}:", {k: round(v, 3) for k, v in acc.items()})
+  assert acc["backprop"] >= 0.88  # measured .940 .952 .923 (offsets 0, 1, 2)
+  # Competitive with backprop: SF within 0.1 on every graph (measured 0.023, 0.071, 0.066 behind; 0.036 on
+  # average over 5 graphs), the top-down SF within 0.05 (measured -0.023, -0.006, +0.023).
+  assert acc["sf"] >= acc["backprop"] - 0.1
+  assert acc["sf_top2input"] >= acc["backprop"] - 0.05
+  assert acc["sf"] >= acc["mlp"] + 0.15  # PAPERS.md; measured +0.39 +0.38 +0.31
+  # The mechanism: the same top-down model with its layers frozen at init (measured .429 .601 .631, 0.31-0.49
+  # below the forward-learned one).
+  assert acc["sf_top2input"] >= acc["sf_top2input_frozen"] + 0.15
 
 
+def test_sbm_link_prediction_forward_learning(seed, single_device_mesh):
+  auc = {m: _auc(seed, single_device_mesh, **LINK_METHODS[m]) for m in ("backprop", "sf", "sf_frozen")}
+  print(f"sbm_links seed {seed}:", {k: round(v, 3) for k, v in auc.items()})
+  assert auc["backprop"] >= 0.78  # measured .841 .828 .830
+  assert auc["sf"] >= auc["backprop"] - 0.04  # competitive; measured +0.012 +0.007 -0.008
+  # The mechanism: the same layers frozen at init (measured .664 .712 .725: 0.19 0.12 0.10 below).
+  assert auc["sf"] >= auc["sf_frozen"] + 0.05
+
+
+@pytest.mark.slow
 def test_karate_club_what_holds(single_device_mesh):
   acc = {m: _accuracy("karate_club", 0, single_device_mesh, **METHODS[m])
          for m in ("backprop", "mlp", "sf_unidirectional")}
@@ -119,13 +185,26 @@ def test_every_variant_over_five_graphs(name, single_device_mesh):
   acc = {m: np.mean([_accuracy(name, seed, single_device_mesh, **kw) for seed in range(5)])
          for m, kw in METHODS.items()}
   print(name, {k: round(float(v), 3) for k, v in acc.items()})
-  forward = [m for m in METHODS if m not in ("backprop", "mlp")]
+  forward = [m for m in METHODS if m not in ("backprop", "mlp") and not m.endswith("_frozen")]
   for m in forward:
     assert acc[m] >= acc["mlp"] + 0.15, m
+  for m in ("sf_top2input", "ff_label_appending"):  # learning beats the frozen layers of the same model
+    assert acc[m] >= acc[f"{m}_frozen"] + 0.15, m
   if name == "sbm":
     assert acc["sf"] >= acc["backprop"] - 0.05  # PAPERS.md's margin, on average (measured 0.036)
     assert acc["sf_top2input"] >= acc["backprop"] - 0.02  # measured +0.003
     assert acc["ff_label_appending"] >= acc["backprop"] - 0.08  # measured 0.049
+    assert acc["sf"] >= acc["sf_frozen"] + 0.05  # on average only (seed 2: frozen .875 > SF .857)
   else:
     for m in forward:  # not competitive on the karate club (measured 0.08-0.17 behind)
       assert acc[m] <= acc["backprop"] - 0.05, m
+
+
+@pytest.mark.slow
+def test_link_prediction_variants_over_five_graphs(single_device_mesh):
+  auc = {m: np.mean([_auc(seed, single_device_mesh, **kw) for seed in range(5)]) for m, kw in LINK_METHODS.items()}
+  print("sbm_links", {k: round(float(v), 3) for k, v in auc.items()})
+  assert auc["sf"] >= auc["backprop"] - 0.03
+  assert auc["sf"] >= auc["sf_frozen"] + 0.08
+  assert auc["sf"] >= auc["mlp"] + 0.15
+  assert auc["ff"] >= auc["sf_frozen"] + 0.03  # FF learns too, less well than SF (measured .77-.78)
