@@ -62,6 +62,26 @@ def test_poolers_read_what_they_should():
   assert float(jnp.abs(g_all[-1, 0, 0]).max()) > 0 and float(jnp.abs(g_all[-1, 0, 3:]).max()) == 0.0  # not padding
 
 
+def test_multi_layer_pooling_ablation_flags():
+  hidden = jax.random.normal(jax.random.key(0), (3, 2, 5, 8))
+  mask = jnp.array([[True, True, True, False, False], [True] * 5])
+
+  def grads(pooler):
+    variables = jax.jit(pooler.init)(jax.random.key(0), hidden, mask)
+    f = lambda p, h: pooler.apply({"params": p}, h, mask).sum()
+    return jax.jit(jax.grad(f, argnums=(0, 1)))(nn.unbox(variables["params"]), hidden)
+
+  _, g_last_only = grads(E.MultiLayerTrainablePooling(4, 2, last_layer_only=True))
+  assert float(jnp.abs(g_last_only[:-1]).max()) == 0.0 and float(jnp.abs(g_last_only[-1, 0, 2]).max()) > 0
+  for layer_attention in (True, False):
+    g_params, g_hidden = grads(E.MultiLayerTrainablePooling(4, 2, layer_attention=layer_attention))
+    attn = g_params["latent_attention"]["cross_attention"]
+    qk = max(float(jnp.abs(attn[k]["kernel"]).max()) for k in ("query", "key"))
+    # Uniform weights: the query-key scores are unused; the layers are still all read (through the values).
+    assert (qk > 0) == layer_attention
+    assert float(jnp.abs(g_hidden[0, 0, 2]).max()) > 0 and float(jnp.abs(g_hidden[:, 0, :2]).max()) == 0.0
+
+
 def test_causal_embedding_ignores_nothing_but_the_future_and_language_model():
   model = E.EmbeddingModel(pooling="mean", causal=True, **SMALL)
   tokens = _tokens()

@@ -47,13 +47,14 @@ def test_shapes_frozen_weights_axes_jit_vmap(model):
 
 def test_attention_features_match_the_formula():
   x = _x(n=3)
-  for attn in ("exp", "softmax"):
+  for attn in ("exp", "softmax", "uniform"):
     model = R.RandomFeatureAttention(5, attn=attn, mean_scale=0.5)
     variables = model.init(jax.random.key(0), x)
     w = nn.unbox(variables["random_features"]["query_key"])
     assert w.shape == (5, 4, 4)
     scores = jnp.einsum("bd,mde,bne->bmn", x[:, 0], w, x[:, 1:])  # x_0^T W_m x_i
-    weights = jnp.exp(scores) / 5 if attn == "exp" else jax.nn.softmax(scores, axis=-1)
+    weights = {"exp": jnp.exp(scores) / 5, "softmax": jax.nn.softmax(scores, axis=-1),
+               "uniform": jnp.full_like(scores, 1 / 5)}[attn]
     expected = jnp.einsum("bmn,bnd->bmd", weights, x[:, 1:]).reshape(3, -1)
     np.testing.assert_allclose(model.apply(variables, x, method="features"), expected, rtol=1e-5, atol=1e-6)
   # The non-zero mean shifts every W_m by mean_scale * I.

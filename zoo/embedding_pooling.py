@@ -21,7 +21,10 @@ token is the EOS token) and returns an L2-normalised embedding ``[batch, feature
   the EOS state only (``last_token_only=True``); ``False`` attends over every real token of the last layer (NV-Embed's
   latent attention).
 * :class:`MultiLayerTrainablePooling`: the EOS state of *every* layer, ``[batch, layers, features]``, plus a learned
-  layer embedding, as the keys of the latent attention.
+  layer embedding, as the keys of the latent attention. Two ablation flags switch the mechanism off in the same
+  module: ``last_layer_only=True`` keeps only the last layer's EOS state (what a last-layer pooler sees) and
+  ``layer_attention=False`` replaces the latents' learned attention weights over the layers by uniform ones (a fixed
+  mean of the layers, same parameters).
 * :class:`EmbeddingModel` ``tokens [batch, length] -> [batch, embed_dim]``: backbone + pooler, ``causal`` selects
   the attention of the embedding pass (bidirectional = the causal mask dropped), ``language_model`` gives the
   backbone's next-token logits (always causal) for LM pretraining, ``freeze_backbone`` stops gradients into it.
@@ -106,12 +109,16 @@ class LatentAttentionPooling(nn.Module):
     num_heads: cross-attention heads.
     head_dim: features per head; default ``features // num_heads``.
     ffn_mult: hidden width of the GEGLU FFN in multiples of ``features``.
+    attention: True (the method): softmax attention of the latents over the set. False (an ablation): uniform
+      weights, every latent reads the (masked) mean of the normalised states through the same value and output
+      projections (the cross-attention's parameters are kept; only its weights are fixed).
     impl: attention implementation.
   """
   num_latents: int = 16
   num_heads: int = 4
   head_dim: int | None = None
   ffn_mult: int = 4
+  attention: bool = True
   impl: str = "auto"
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -132,6 +139,9 @@ class LatentAttentionPooling(nn.Module):
       attn_mask = transformer.key_padding_mask(mask)
     queries = layers.layer_norm(name="norm_latents", **kw)(x)
     context = layers.layer_norm(name="norm_states", **kw)(states)
+    if not self.attention:  # uniform weights: attention over one key, the mean state, equals the mean of the values
+      context = (mean_pool(context, mask) if mask is not None else context.mean(axis=1))[:, None].astype(context.dtype)
+      attn_mask = None
     x = x + transformer.MultiHeadAttention(self.num_heads, head_dim=self.head_dim, use_bias=False, impl=self.impl,
                                            name="cross_attention", **kw)(queries, context, mask=attn_mask)
     x = x + transformer.MLPBlock(self.ffn_mult * d, activation="gelu", gated=True, name="ffn", **kw)(
@@ -165,25 +175,33 @@ class LastLayerTrainablePooling(nn.Module):
 class MultiLayerTrainablePooling(nn.Module):
   """ML-TP: the EOS state of every layer ``[b, L, d]`` + a learned layer embedding, pooled by latent attention.
 
-  Attributes: as :class:`LatentAttentionPooling`.
+  Attributes: as :class:`LatentAttentionPooling`, plus the mechanism's ablation flags (defaults: the paper's ML-TP):
+    last_layer_only: False (the method): every layer's EOS state. True: only the last layer's (the multi-layer input
+      switched off; the pooler is then a last-layer trainable pooler).
+    layer_attention: True (the method): the latents attend over the layers. False: uniform weights over the layers
+      (``LatentAttentionPooling.attention=False``), a fixed mean of the layers instead of a learned selection.
   """
   num_latents: int = 16
   num_heads: int = 4
   head_dim: int | None = None
   ffn_mult: int = 4
+  last_layer_only: bool = False
+  layer_attention: bool = True
   impl: str = "auto"
 
   @nn.compact
   def __call__(self, hidden_states: Array, mask: Array) -> Array:
     """``(hidden_states [L, b, l, d], mask [b, l]) -> [b, d]``."""
     _check(hidden_states, mask, type(self).__name__)
+    if self.last_layer_only:
+      hidden_states = hidden_states[-1:]
     num_layers, d = hidden_states.shape[0], hidden_states.shape[-1]
     states = jnp.swapaxes(last_token(hidden_states, mask), 0, 1)  # [b, L, d]
     layer_embedding = self.param("layer_embedding", layers.partitioned(nn.initializers.normal(1.0), (None, "embed")),
                                  (num_layers, d))
     states = states + jnp.asarray(layer_embedding, states.dtype)[None]
-    return LatentAttentionPooling(self.num_latents, self.num_heads, self.head_dim, self.ffn_mult, impl=self.impl,
-                                  name="latent_attention")(states)
+    return LatentAttentionPooling(self.num_latents, self.num_heads, self.head_dim, self.ffn_mult,
+                                  attention=self.layer_attention, impl=self.impl, name="latent_attention")(states)
 
 
 POOLINGS = {

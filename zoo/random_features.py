@@ -9,7 +9,9 @@ Input: a query token ``x_0`` and ``N`` key tokens ``x_1..x_N``, all on the unit 
 
     f(x) = sum_m sum_i a_{m,i} <v_m, x_i>,   s_{m,i} = x_0^T W_m x_i,
     a_{m,i} = exp(s_{m,i}) / N          (attn='exp', the form of the paper's analysis), or
-    a_{m,i} = softmax_i(s_{m,i})        (attn='softmax', a standard attention head; through zoo's attention),
+    a_{m,i} = softmax_i(s_{m,i})        (attn='softmax', a standard attention head; through zoo's attention), or
+    a_{m,i} = 1 / N                      (attn='uniform', the ablation: the random query-key attention switched off;
+                                          every head then returns the mean key, the exact W_m = 0 limit of 'exp'),
 
 with frozen ``W_m`` whose entries are i.i.d. ``N(0, w_std^2)`` (default ``w_std = 1/sqrt(d)``), optionally shifted by
 ``mean_scale * I_d`` (the paper's non-zero-mean sampling, which helps targets such as ``<x_0, x_i>^p``), and trainable
@@ -98,7 +100,8 @@ class RandomFeatureAttention(nn.Module):
 
   Attributes:
     num_heads: ``M``.
-    attn: ``'exp'`` (``exp(s)/N``, the paper's analysis) or ``'softmax'``.
+    attn: ``'exp'`` (``exp(s)/N``, the paper's analysis; default) or ``'softmax'``; ``'uniform'`` (``1/N``) is the
+      ablation with the attention over the random query-key features switched off (same parameters).
     mean_scale: ``mu`` of ``W_m = mu I + G_m`` (0: the zero-mean sampling).
     w_std: standard deviation of the entries of ``G_m``; default ``1/sqrt(d)``.
     impl: attention implementation for ``attn='softmax'``.
@@ -125,6 +128,8 @@ class RandomFeatureAttention(nn.Module):
 
   def _features(self, x: Array, w: Array) -> Array:
     query, keys = x[:, 0].astype(jnp.float32), x[:, 1:].astype(jnp.float32)
+    if self.attn == "uniform":  # ablation: no attention, every head averages the keys
+      return jnp.broadcast_to(keys.mean(axis=1)[:, None], (keys.shape[0], w.shape[0], keys.shape[2]))
     if self.attn == "exp":
       scores = jnp.einsum("bnd,mde,be->bmn", keys, jnp.swapaxes(w, 1, 2), query)  # x_0^T W_m x_i
       weights = jnp.exp(scores) / keys.shape[1]
@@ -140,8 +145,8 @@ class RandomFeatureAttention(nn.Module):
     """``x [batch, N + 1, d]`` (query first) -> ``[batch]``."""
     where = type(self).__name__
     _check_x(x, where)
-    if self.attn not in ("exp", "softmax"):
-      raise ValueError(f"{where}: `attn` must be 'exp' or 'softmax'; got {self.attn!r}.")
+    if self.attn not in ("exp", "softmax", "uniform"):
+      raise ValueError(f"{where}: `attn` must be 'exp', 'softmax' or 'uniform'; got {self.attn!r}.")
     w, v = self._weights(x.shape[-1])
     return jnp.einsum("bmd,md->b", self._features(x, w), v)
 
