@@ -348,3 +348,12 @@ def test_resume_around_metrics_and_steps(tmp_path, capfd):
   with pytest.raises(ValueError, match=r"metrics\.jsonl, line 6, is not a JSON record"):
     train.train_and_evaluate(mlp_config(steps=30, allow_schedule_change=True, **cosine), workdir)
   assert open(metrics).read() == before
+
+
+def test_cli_takes_the_new_trainer_keys_off_argv(monkeypatch):
+  monkeypatch.setattr(train, "_EXTRA_OVERRIDES", {})
+  kept = train._pop_trainer_overrides(  # pylint: disable=protected-access
+      ["train.py", "--config=c.py", "--config.allow_schedule_change=True", "--config.stop_on_nonfinite=false",
+       "--config.steps=3"])
+  assert kept == ["train.py", "--config=c.py", "--config.steps=3"]
+  assert train._EXTRA_OVERRIDES == {"allow_schedule_change": True, "stop_on_nonfinite": False}  # pylint: disable=protected-access
