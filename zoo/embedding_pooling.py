@@ -256,7 +256,8 @@ class EmbeddingModel(nn.Module):
       self.pool = POOLINGS[self.pooling]()
 
   def hidden_states(self, tokens: Array, *, train: bool = False) -> tuple[Array, Array]:
-    """``tokens [b, l]`` -> (``hidden_states [layers, b, l, d]``, the last one after the final norm; ``mask [b, l]``)."""
+    """``tokens [b, l]`` -> (``hidden_states [layers, b, l, d]``, the last one after the final norm;
+    ``mask [b, l]``)."""
     layers.check_shape(tokens, "tokens", "batch length", where="EmbeddingModel", dtype="integer")
     mask = tokens != self.pad_id
     final, hidden = self.backbone.encode(tokens, mask=mask, causal=self.causal, train=train,

@@ -18,6 +18,7 @@ Asserted: RFA/RFMLP < 0.5 (measured 0.18-0.20; the paper's sample-complexity adv
 RFA < 0.25 x the uniform-attention ablation (measured 0.10-0.12) and the non-zero-mean sampling beats zero-mean
 on this target (the paper's third implication). Mutation check: replacing the exp-attention weights by uniform ones
 in ``RandomFeatureAttention._features`` makes RFA = the ablation (0.497) and fails RFA/RFMLP < 0.5 (1.75).
+Slow: the same check on data seed ZOO_TEST_SEED + 3 (seed 3: RFA 0.052, uniform 0.482, biased 0.0042, RFMLP 0.281).
 
 Deviation: PAPERS.md suggested the target (1/N) sum <x_0, x_i>^3. With the paper's exp-attention features
 ``exp(x_0^T W x_i) <v, x_i>`` every term has degree k in x_0 and k + 1 in x_i, i.e. opposite parities on the sphere,
@@ -99,7 +100,8 @@ def test_keys_permutation_invariance():
   mlp = random_features.RandomFeatureMLP(64)
   variables = mlp.init(jax.random.key(0), x)
   variables["params"]["readout"] = jax.tree.map(lambda v: jnp.ones_like(v), variables["params"]["readout"])
-  assert float(jnp.max(jnp.abs(mlp.apply(variables, jnp.asarray(x[:, perm])) - mlp.apply(variables, jnp.asarray(x))))) > 1e-3
+  change = mlp.apply(variables, jnp.asarray(x[:, perm])) - mlp.apply(variables, jnp.asarray(x))
+  assert float(jnp.max(jnp.abs(change))) > 1e-3
 
 
 @pytest.mark.slow
