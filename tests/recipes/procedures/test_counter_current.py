@@ -112,6 +112,21 @@ def test_ccl_losses_are_local(model, loss):
   assert touched(depth) == {fwd[-1]}
 
 
+def test_ccl_frozen_feedback_ablation():
+  """``learn_feedback=False`` (the ablation) leaves the feedback network at its initialisation and trains the forward
+  network exactly as the full method does (same losses, same forward gradients)."""
+  model = ll.CounterCurrentMLP((16, 16, 10))
+  batch = jax.tree.map(jnp.asarray, batch_of())
+  procs = [counter_current.CounterCurrent(model=model, task=tasks.Classification(), optimizer=optax.sgd(1.0),
+                                          learn_feedback=flag) for flag in (True, False)]
+  params = nn.unbox(procs[0].init(jax.random.key(0), batch).params)
+  grads = [jax.grad(lambda p, proc=proc: proc.objective(p, batch)[0])(params) for proc in procs]
+  (f_full, b_full), (f_frozen, b_frozen) = map(counter_current.split_networks, grads)
+  assert nonzero_leaves(b_full) and not nonzero_leaves(b_frozen)
+  jax.tree.map(np.testing.assert_array_equal, f_full, f_frozen)
+  assert float(procs[0].objective(params, batch)[0]) == float(procs[1].objective(params, batch)[0])
+
+
 def test_ccl_step_jitted_and_sharded_and_separate_optimizers():
   mesh = sharding.make_mesh()
   model = ll.CounterCurrentMLP((16, 16, 10))
