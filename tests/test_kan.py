@@ -30,6 +30,8 @@ MODELS = {
     "ReLUKAN": (kan.ReLUKAN((4, 1)), X2, (16, 1)),
     "AFKAN": (kan.AFKAN((4, 3)), X2, (16, 3)),
     "AFKAN_multistep": (kan.AFKAN((4, 3), method="multistep", activation="gelu", func="sum_prod"), X2, (16, 3)),
+    "AFKAN_fixed_phases": (kan.AFKAN((4, 3), train_phases=False), X2, (16, 3)),
+    "AFKAN_ablation": (kan.AFKAN((4, 3), af_basis=False), X2, (16, 3)),
     "SKAN": (kan.SKAN((4, 1)), X2, (16, 1)),
     "SelectableKANConv": (kan.SelectableKANConv(3, spaces=("bspline", "rbf")), IMG, (8, 8, 8, 3)),
     "SConvKAN": (kan.SConvKAN(10, channels=(2,), spaces=("fourier", "chebyshev")), IMG, (8, 10)),
@@ -78,10 +80,14 @@ def test_parameter_trees_and_counts():
                     "grid": {"grid": (2, 12)}}
   # efficient-kan's grid: G=5 intervals on [-1, 1] extended by 3 knots each side.
   np.testing.assert_allclose(v["grid"]["grid"][0], np.linspace(-1 - 3 * 0.4, 1 + 3 * 0.4, 12), atol=1e-6)
-  # AF-KAN's layer: i*o + K + 2 (reduce bias, temperature) + 2 i (LayerNorm).
+  # AF-KAN's layer: i*o + K + 2 (reduce bias, temperature) + 2 i (LayerNorm) + 2 K trainable phases.
   p = nn.unbox(_init("AFKAN")["params"])
   k = 5 + 3
-  assert sum(np.size(a) for a in jax.tree.leaves(p["layers_0"])) == 2 * 4 + k + 2 + 2 * 2
+  assert sum(np.size(a) for a in jax.tree.leaves(p["layers_0"])) == 2 * 4 + k + 2 + 2 * 2 + 2 * k
+  np.testing.assert_allclose(p["layers_0"]["phase_low"], (np.arange(k) - 3) / 5, atol=1e-6)     # ReLU-KAN's s_k
+  np.testing.assert_allclose(p["layers_0"]["phase_high"], (np.arange(k) + 1) / 5, atol=1e-6)    # e_k = s_k + 4/G
+  fixed = nn.unbox(_init("AFKAN_fixed_phases")["params"])
+  assert "phase_low" not in fixed["layers_0"]
   s = nn.unbox(_init("SKAN"))
   assert s["params"]["layers_0"]["selection_logits"].shape == (2, 5)
   np.testing.assert_array_equal(s["selection"]["layers_0"]["mask"], np.ones((2, 5)))
@@ -138,7 +144,8 @@ def test_every_kan_layer_goes_through_the_kernel_entry_point(monkeypatch):
     return original(*args, **kwargs)
 
   monkeypatch.setattr(kan_basis, "kan", counting)
-  expected = {"KANLinear": 1, "KAN": 2, "ReLUKAN": 2, "AFKAN": 4, "SKAN": 2, "SelectableKANConv": 1,
+  # AF-KAN with trainable phases (the default) evaluates its basis in jnp: the kernel's grids are constants.
+  expected = {"KANLinear": 1, "KAN": 2, "ReLUKAN": 2, "AFKAN_fixed_phases": 4, "SKAN": 2, "SelectableKANConv": 1,
               "SConvKAN": 2, "KArAtViT": 1, "KArAtViT_universal": 1}
   for name, n in expected.items():
     model, x, _ = MODELS[name]
@@ -277,3 +284,40 @@ def test_karat_blockwise_vs_universal_parameters():
   assert "phi_coef" in universal and not any("attention_fn" in k for k in universal)
   # 2x2 patches of 8x8 + a class token: N = 17 tokens, rank 8, G = 3, 2 heads.
   assert universal["phi_coef"].shape == (2, 6, 17, 8) and universal["phi_proj"].shape == (2, 8, 17)
+
+
+def test_afkan_trainable_phases_equal_the_fixed_kernel_path_at_init_and_get_gradients():
+  # At init the trainable phases are the fixed grid, so both paths compute the same function.
+  full, fixed = MODELS["AFKAN"][0], MODELS["AFKAN_fixed_phases"][0]
+  v = nn.unbox(_init("AFKAN"))
+  v_fixed = nn.unbox(_init("AFKAN_fixed_phases"))
+  shared = jax.tree.map(lambda a: a, v_fixed)
+  for name in ("layers_0", "layers_1"):
+    shared["params"][name] = {k: a for k, a in v["params"][name].items() if not k.startswith("phase")}
+  np.testing.assert_allclose(full.apply(v, X2), fixed.apply(shared, X2), rtol=1e-4, atol=1e-5)
+  g = jax.grad(lambda p: jnp.sum(full.apply({"params": p}, X2) ** 2))(v["params"])
+  assert float(jnp.abs(g["layers_0"]["phase_low"]).sum()) > 0 and float(jnp.abs(g["layers_0"]["phase_high"]).sum()) > 0
+
+
+def test_afkan_ablation_is_the_identity_basis():
+  # af_basis=False: every f_k(x) = x, so the layer sees the (min-max normalised) input itself.
+  layer = kan.AFKANLayer(3, af_basis=False, method="multistep", norm="none", func_norm=False, activation="relu")
+  v = nn.unbox(layer.init(jax.random.key(0), X2))
+  p = v["params"]
+  expected = jnp.maximum(X2 * jnp.sum(p["reduce_kernel"]) + p["reduce_bias"], 0.0) @ p["linear"]["kernel"]
+  np.testing.assert_allclose(layer.apply(v, X2), expected, rtol=1e-5, atol=1e-6)
+  assert not any(k.startswith("phase") for k in p)
+
+
+def test_frozen_selection_and_frozen_karat_operator_get_no_gradient():
+  x = X2
+  for learn in (True, False):
+    m = kan.SKAN((1,), learn_selection=learn)
+    v = m.init(jax.random.key(0), x)
+    g = jax.grad(lambda p: jnp.sum(m.apply({**v, "params": p}, x) ** 2))(v["params"])
+    assert (float(jnp.abs(nn.unbox(g["layers_0"]["selection_logits"])).sum()) > 0) == learn
+  m = kan.KArAtViT(learn_operator=False, **TINY_VIT)
+  v = _init("KArAtViT")
+  g = jax.grad(lambda p: jnp.sum(m.apply({"params": p}, IMG) ** 2))(v["params"])
+  phi = [a for path, a in flax.traverse_util.flatten_dict(nn.unbox(g), sep="/").items() if "phi_" in path]
+  assert phi and all(float(jnp.abs(a).sum()) == 0 for a in phi)

@@ -376,20 +376,28 @@ class ReLUKAN(nn.Module):
 class AFKANLayer(nn.Module):
   """AF-KAN layer (Ta & Tran, 2025).
 
-  ``f_k(x_i) = func(a(x_i - s_k), a(e_k - x_i))`` on ReLU-KAN's phases, min-max normalised over the batch's basis
-  tensor (``func_norm``), reduced over k per input by
+  ``f_k(x_i) = func(a(x_i - s_k), a(e_k - x_i))`` on ReLU-KAN's phases ``s_k = (k - order)/G``, ``e_k = s_k +
+  (order + 1)/G`` (mapped onto ``grid_range``), min-max normalised over the batch's basis tensor (``func_norm``),
+  reduced over k per input by
 
   * ``'global_attn'``: ``score_i = sum_k w_k f_k + c``, ``alpha = softmax_i(score / max(T, 1))`` (T learned, initially
     ``sqrt(i)``), ``h_i = alpha_i sum_k f_k``;
   * ``'multistep'``: ``h_i = sum_k w_k f_k + c``;
 
-  then ``y = a(LayerNorm(h)) W`` with ``W [i, o]`` (no bias). Parameters: ``i o + K + 2 + 2 i``, close to an MLP
-  layer's ``i o + o``. The two sums over k go through the kernel's depthwise form.
+  then ``y = a(LayerNorm(h)) W`` with ``W [i, o]`` (no bias). Parameters: ``i o + K + 2 + 2 i`` (+ ``2 K`` trainable
+  phases), close to an MLP layer's ``i o + o``.
 
   Attributes:
     features: o. grid_size: G. order: k. activation: a (key of ``kan_basis.ACTIVATIONS``). func: the function type
     (key of ``kan_basis.AF_FUNCS``). method: ``'global_attn'`` or ``'multistep'``. norm: ``'layer'`` or ``'none'``.
     func_norm: min-max normalise the basis tensor. grid_range: ``(0, 1)`` as the paper's phases.
+    train_phases: learn the phases ``s_k, e_k`` (parameters ``phase_low [K]``, ``phase_high [K]``, shared by every
+      input, initialised as above), as the reference code's default ``train_ab=True``. Then the basis is evaluated
+      in plain ``jnp`` from ``kan_basis.ACTIVATIONS`` / ``AF_FUNCS`` (the fused kernel treats grids as constants);
+      with ``False`` the phases are fixed and the two sums over k go through the kernel's depthwise form.
+    af_basis: the mechanism flag. ``True`` (the paper): the activation-function basis above. ``False`` (the
+      ablation): every ``f_k(x) = x`` (an identity map in place of the basis; everything else, normalisation,
+      reduction, LayerNorm, ``a`` and ``W``, unchanged).
   """
   features: int
   grid_size: int = 5
@@ -400,6 +408,8 @@ class AFKANLayer(nn.Module):
   norm: str = "layer"
   func_norm: bool = True
   grid_range: Sequence[float] = (0.0, 1.0)
+  train_phases: bool = True
+  af_basis: bool = True
   impl: str = "auto"
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -416,21 +426,38 @@ class AFKANLayer(nn.Module):
     n_in = x.shape[-1]
     basis = Basis.af(self.grid_size, self.order, self.activation, self.func)
     k = basis.size
-    grid = kan_basis.make_grid(basis, n_in, *self.grid_range)
     w = self.param("reduce_kernel", _uniform(1 / math.sqrt(k)), (k,), self.param_dtype)
     c = self.param("reduce_bias", _uniform(1 / math.sqrt(k)), (), self.param_dtype)
     x32 = x.astype(jnp.float32)
-    fn = functools.partial(kan_basis.kan, basis=basis, grid=grid, impl=self.impl)
-    s_w = fn(x32, jnp.broadcast_to(w[:, None], (k, n_in)))                    # sum_k w_k f_k   [b, i]
+    values = None                                                                # [b, i, K] when materialised
+    if not self.af_basis:
+      values = jnp.broadcast_to(x32[..., None], (*x32.shape, k))                 # ablation: f_k(x) = x
+    elif self.train_phases:
+      lo_r, hi_r = self.grid_range
+      step = (hi_r - lo_r) / self.grid_size
+      low0 = lo_r + step * np.arange(-self.order, self.grid_size, dtype=np.float32)
+      s = self.param("phase_low", lambda *_: jnp.asarray(low0), (k,), self.param_dtype)
+      e = self.param("phase_high", lambda *_: jnp.asarray(low0 + (self.order + 1) * step), (k,), self.param_dtype)
+      act = kan_basis.ACTIVATIONS[self.activation]
+      values = kan_basis.AF_FUNCS[self.func](act(x32[..., None] - s.astype(jnp.float32)),
+                                             act(e.astype(jnp.float32) - x32[..., None]))
+    if values is None:
+      grid = kan_basis.make_grid(basis, n_in, *self.grid_range)
+      fn = functools.partial(kan_basis.kan, basis=basis, grid=grid, impl=self.impl)
+      s_w = fn(x32, jnp.broadcast_to(w[:, None], (k, n_in)))                  # sum_k w_k f_k   [b, i]
+      s_1 = fn(x32, jnp.ones((k, n_in), jnp.float32)) if self.method == "global_attn" else None   # sum_k f_k
+      if self.func_norm:
+        values = kan_basis.basis_values(x32, grid, basis)
+    else:
+      s_w = jnp.einsum("bik,k->bi", values, w.astype(jnp.float32))
+      s_1 = jnp.sum(values, axis=-1)
     if self.func_norm:
-      values = kan_basis.basis_values(x32, grid, basis)
       lo, hi = jnp.min(values), jnp.max(values)
       scale = 1.0 / jnp.maximum(hi - lo, 1e-12)
     else:
       lo, scale = jnp.zeros(()), jnp.ones(())
     score = (s_w - lo * jnp.sum(w)) * scale + c
     if self.method == "global_attn":
-      s_1 = fn(x32, jnp.ones((k, n_in), jnp.float32))                          # sum_k f_k
       temperature = self.param("temperature", nn.initializers.constant(math.sqrt(n_in)), (), self.param_dtype)
       alpha = jax.nn.softmax(score / jnp.maximum(temperature, 1.0), axis=-1)
       h = alpha * (s_1 - k * lo) * scale
@@ -445,7 +472,11 @@ class AFKANLayer(nn.Module):
 
 
 class AFKAN(nn.Module):
-  """A stack of :class:`AFKANLayer`; inputs ``[b, ...]`` flattened. ``features``: widths after the input."""
+  """A stack of :class:`AFKANLayer`; inputs ``[b, ...]`` flattened. ``features``: widths after the input.
+
+  ``train_phases`` (default True, the reference's ``train_ab``) and ``af_basis`` (default True; False is the
+  identity-basis ablation) as :class:`AFKANLayer`, for every layer.
+  """
   features: Sequence[int]
   grid_size: int = 5
   order: int = 3
@@ -455,6 +486,8 @@ class AFKAN(nn.Module):
   norm: str = "layer"
   func_norm: bool = True
   grid_range: Sequence[float] = (0.0, 1.0)
+  train_phases: bool = True
+  af_basis: bool = True
   impl: str = "auto"
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -466,8 +499,8 @@ class AFKAN(nn.Module):
     h = _flatten(x)
     for l, width in enumerate(self.features):
       h = AFKANLayer(width, self.grid_size, self.order, self.activation, self.func, self.method, self.norm,
-                     self.func_norm, tuple(self.grid_range), impl=self.impl, dtype=self.dtype,
-                     param_dtype=self.param_dtype, name=f"layers_{l}")(h)
+                     self.func_norm, tuple(self.grid_range), train_phases=self.train_phases, af_basis=self.af_basis,
+                     impl=self.impl, dtype=self.dtype, param_dtype=self.param_dtype, name=f"layers_{l}")(h)
     return h
 
 
@@ -507,6 +540,10 @@ class SelectableKANLayer(nn.Module):
     spaces: the candidate spaces (subset of :data:`SPACES`, in any order; one space = a plain single-space KAN).
     grid_size, spline_order: resolution of every space (:func:`space_basis`).
     grid_range: interval of the grids of the B-spline, RBF and wavelet spaces.
+    learn_selection: the mechanism flag. True (the paper): the selection logits are trained, so each node's mixing
+      weights (and the schedule's top-k / argmax narrowing, which reads the logits) follow the data. False (the
+      ablation): the logits' gradient is stopped, so they stay at their init 0: a uniform mixture over the kept
+      spaces, and every narrowing keeps the first spaces in ``spaces`` order (ties), i.e. one fixed space per node.
 
   Variables: ``params``: ``selection_logits [i, spaces]``, per space ``coef_<space> [K_m, i, o]``, and for the
   B-spline, RBF and wavelet spaces (as efficient-KAN, FastKAN and Wav-KAN) a ``silu`` branch ``base_<space> [i, o]``;
@@ -517,6 +554,7 @@ class SelectableKANLayer(nn.Module):
   grid_size: int = 5
   spline_order: int = 3
   grid_range: Sequence[float] = (-1.0, 1.0)
+  learn_selection: bool = True
   impl: str = "auto"
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -534,6 +572,8 @@ class SelectableKANLayer(nn.Module):
     bases = tuple(space_basis(s, self.grid_size, self.spline_order, (lo, hi)) for s in spaces)
     logits = self.param("selection_logits", layers.partitioned(nn.initializers.zeros_init(), ("embed", None)),
                         (n_in, len(spaces)), self.param_dtype)
+    if not self.learn_selection:
+      logits = jax.lax.stop_gradient(logits)
     mask = self.variable("selection", "mask", lambda: jnp.ones((n_in, len(spaces)), jnp.float32)).value
     p = jax.nn.softmax(jnp.where(mask > 0, logits.astype(jnp.float32), -jnp.inf), axis=-1)   # [i, spaces]
     coefs, base = [], None
@@ -558,12 +598,16 @@ class SelectableKANLayer(nn.Module):
 
 
 class SKAN(nn.Module):
-  """A stack of :class:`SelectableKANLayer`; inputs ``[b, ...]`` flattened. ``features``: widths after the input."""
+  """A stack of :class:`SelectableKANLayer`; inputs ``[b, ...]`` flattened. ``features``: widths after the input.
+
+  ``learn_selection`` (default True; False is the frozen-uniform-selection ablation) as :class:`SelectableKANLayer`.
+  """
   features: Sequence[int]
   spaces: Sequence[str] = SPACES
   grid_size: int = 5
   spline_order: int = 3
   grid_range: Sequence[float] = (-1.0, 1.0)
+  learn_selection: bool = True
   impl: str = "auto"
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -575,7 +619,8 @@ class SKAN(nn.Module):
     h = _flatten(x)
     for l, width in enumerate(self.features):
       h = SelectableKANLayer(width, tuple(self.spaces), self.grid_size, self.spline_order, tuple(self.grid_range),
-                             impl=self.impl, dtype=self.dtype, param_dtype=self.param_dtype, name=f"layers_{l}")(h)
+                             learn_selection=self.learn_selection, impl=self.impl, dtype=self.dtype,
+                             param_dtype=self.param_dtype, name=f"layers_{l}")(h)
     return h
 
 
@@ -594,6 +639,7 @@ class SelectableKANConv(nn.Module):
   grid_size: int = 5
   spline_order: int = 3
   grid_range: Sequence[float] = (-1.0, 1.0)
+  learn_selection: bool = True
   impl: str = "auto"
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -605,8 +651,8 @@ class SelectableKANConv(nn.Module):
     patches = jax.lax.conv_general_dilated_patches(x, tuple(self.kernel_size), tuple(self.strides), self.padding,
                                                    dimension_numbers=("NHWC", "OIHW", "NHWC"))
     return SelectableKANLayer(self.features, tuple(self.spaces), self.grid_size, self.spline_order,
-                              tuple(self.grid_range), impl=self.impl, dtype=self.dtype, param_dtype=self.param_dtype,
-                              name="kan")(patches)
+                              tuple(self.grid_range), learn_selection=self.learn_selection, impl=self.impl,
+                              dtype=self.dtype, param_dtype=self.param_dtype, name="kan")(patches)
 
 
 class SConvKAN(nn.Module):
@@ -618,6 +664,7 @@ class SConvKAN(nn.Module):
   spaces: Sequence[str] = SPACES
   grid_size: int = 5
   spline_order: int = 3
+  learn_selection: bool = True
   impl: str = "auto"
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -628,12 +675,13 @@ class SConvKAN(nn.Module):
     h = image
     for l, c in enumerate(self.channels):
       h = SelectableKANConv(c, tuple(self.kernel_size), spaces=tuple(self.spaces), grid_size=self.grid_size,
-                            spline_order=self.spline_order, impl=self.impl, dtype=self.dtype,
-                            param_dtype=self.param_dtype, name=f"conv_{l}")(h)
+                            spline_order=self.spline_order, learn_selection=self.learn_selection, impl=self.impl,
+                            dtype=self.dtype, param_dtype=self.param_dtype, name=f"conv_{l}")(h)
       h = nn.max_pool(h, (2, 2), strides=(2, 2), padding="SAME")
     h = h.reshape(h.shape[0], -1)
-    return SelectableKANLayer(self.num_classes, tuple(self.spaces), self.grid_size, self.spline_order, impl=self.impl,
-                              dtype=self.dtype, param_dtype=self.param_dtype, name="head")(h).astype(jnp.float32)
+    return SelectableKANLayer(self.num_classes, tuple(self.spaces), self.grid_size, self.spline_order,
+                              learn_selection=self.learn_selection, impl=self.impl, dtype=self.dtype,
+                              param_dtype=self.param_dtype, name="head")(h).astype(jnp.float32)
 
 
 def selection_probabilities(variables) -> dict[str, Array]:
@@ -705,7 +753,8 @@ def karat_attention(query: Array, key: Array, value: Array, *, coef: Array, proj
   return out.astype(query.dtype)
 
 
-def _karat_params(module: nn.Module, heads: int, n: int, grid_size: int, rank: int | None):
+def _karat_params(module: nn.Module, heads: int, n: int, grid_size: int, rank: int | None, learn: bool = True):
+  """Φ's parameters; with ``learn=False`` (the ablation) their gradient is stopped, so they stay at their init."""
   r = n if rank is None else rank
   coef = module.param("phi_coef", layers.partitioned(nn.initializers.normal(1.0 / math.sqrt(n * grid_size)),
                                                      ("heads", None, None, None)), (heads, 2 * grid_size, n, r))
@@ -713,6 +762,9 @@ def _karat_params(module: nn.Module, heads: int, n: int, grid_size: int, rank: i
   if rank is not None:
     proj = module.param("phi_proj", layers.partitioned(nn.initializers.normal(1.0 / math.sqrt(r)),
                                                        ("heads", None, None)), (heads, r, n))
+  if not learn:
+    coef = jax.lax.stop_gradient(coef)
+    proj = None if proj is None else jax.lax.stop_gradient(proj)
   return coef, proj
 
 
@@ -723,15 +775,19 @@ class KArAtAttention(nn.Module):
 
   Attributes:
     grid_size: G (the paper's default 3). rank: r (None: the full ``R^N -> R^N`` operator).
+    learn_operator: the mechanism flag. True (the paper): Φ's Fourier coefficients and projection are trained.
+      False (the ablation): they are frozen at their random init (gradient stopped), so only the rest of the model
+      learns around a fixed random operator.
   """
   grid_size: int = 3
   rank: int | None = 8
+  learn_operator: bool = True
   impl: str = "auto"
 
   @nn.compact
   def __call__(self, query, key, value, *, bias=None, mask=None, is_causal=False, scale=None, dropout_rate=0.0,
                dropout_rng=None):
-    coef, proj = _karat_params(self, query.shape[2], key.shape[1], self.grid_size, self.rank)
+    coef, proj = _karat_params(self, query.shape[2], key.shape[1], self.grid_size, self.rank, self.learn_operator)
     return karat_attention(query, key, value, coef=coef, proj=proj, grid_size=self.grid_size, bias=bias, mask=mask,
                            is_causal=is_causal, scale=scale, dropout_rate=dropout_rate, dropout_rng=dropout_rng,
                            impl=self.impl)
@@ -744,6 +800,7 @@ class KArAtViT(nn.Module):
     attention: ``'karat'`` or ``'softmax'``.
     mode: ``'blockwise'`` (each layer its own per-head operators) or ``'universal'`` (one set shared by all layers).
     grid_size, rank: of Fourier-KArAt.
+    learn_operator: True (the paper) trains Φ; False (the ablation) freezes it at init (:class:`KArAtAttention`).
     Others: as ``zoo.transformer.ViT``.
   """
   num_classes: int = 10
@@ -758,6 +815,7 @@ class KArAtViT(nn.Module):
   mode: str = "blockwise"
   grid_size: int = 3
   rank: int | None = 8
+  learn_operator: bool = True
   impl: str = "auto"
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -774,11 +832,11 @@ class KArAtViT(nn.Module):
     fn = None
     if self.attention == "karat":
       if self.mode == "blockwise":
-        fn = KArAtAttention(self.grid_size, self.rank, impl=self.impl)
+        fn = KArAtAttention(self.grid_size, self.rank, self.learn_operator, impl=self.impl)
       else:
         p = self.patch_size
         n = (image.shape[1] // p) * (image.shape[2] // p) + (1 if self.pool == "cls" else 0)
-        coef, proj = _karat_params(self, self.num_heads, n, self.grid_size, self.rank)
+        coef, proj = _karat_params(self, self.num_heads, n, self.grid_size, self.rank, self.learn_operator)
         fn = functools.partial(karat_attention, coef=coef, proj=proj, grid_size=self.grid_size, impl=self.impl)
     return transformer.ViT(self.num_classes, self.patch_size, self.hidden, self.num_layers, self.num_heads,
                            self.mlp_dim, dropout_rate=self.dropout_rate, pool=self.pool, attention_fn=fn,

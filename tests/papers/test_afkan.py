@@ -5,26 +5,54 @@
 (b) On exp(sin(pi x) + y^2), a [2, 5, 1] B-spline KAN (150 parameters) reaches RMSE < 2e-2, far below an MLP
     [2, 10, 10, 1] (tanh, 151 parameters) trained as long (the issue's "a KAN beats an MLP of equal parameter
     count"), and refining its grid 5 -> 20 with ``zoo.kan.update_grid`` then training on lowers the RMSE against
-    the G = 5 KAN trained as long.
-(c) On the bundled digits at (nearly) equal parameter count, AF-KAN beats ReLU-KAN (3-seed mean), as the paper says.
+    the G = 5 KAN trained as long (slow).
+(c) Digits, the paper's claim "AF-KAN beats ReLU-KAN at (nearly) equal parameter count", tested against its
+    mechanism: in the same budget (350 steps, Adam 1e-3, batch 64, seed ``ZOO_TEST_SEED``) it trains
 
-Measured here (CPU, Adam, batch 64/128; thresholds below leave margin):
+    * AF-KAN [64, 32, 10] (silu, quad1, global attention, LayerNorm, trainable phases as the reference's
+      ``train_ab=True``; 2612 parameters);
+    * the ablation ``AFKAN(af_basis=False)``: the activation-function basis replaced by the identity, every
+      ``f_k(x) = x``, all else equal (2580);
+    * ReLU-KAN matched in parameters by basis count, not by width: [64, 16, 10] with G = 1, k = 1 (K = 2; 2394);
+      the earlier test's [64, 4, 10] ReLU-KAN (K = 8) had a 4-unit bottleneck and measured that, not the basis;
+    * ReLU-KAN at AF-KAN's width [64, 32, 10] (K = 8; 18986 parameters, 7.3x).
 
-* (b) Adam 1e-2, 700 steps at G = 5, then 350 more at G = 20 or at G = 5 (RMSE, seeds 0 / 1 / 2): G = 5 0.0103 /
-  0.0090 / 0.0073; G = 20 0.0019 / 0.0065 / 0.0029 (5.4x / 1.4x / 2.5x lower); MLP (1050 steps) 0.117 / 0.105 / 0.127.
-  The refit right after ``update_grid`` keeps the function (0.0158 vs 0.0159 before, seed 0).
-* (c) 1000 steps, lr 1e-3: AF-KAN [64, 32, 10] (2580 parameters) 0.924 / 0.927 / 0.922, ReLU-KAN [64, 4, 10] (2382)
-  0.798 / 0.853 / 0.822, MLP [64, 32, 10] (2410) 0.971 / 0.969 / 0.962 (the slow test; not re-run after the
-  last changes). Default test, 350 steps (seeds 0 / 1 / 2): AF-KAN 0.909 / 0.891 / 0.909, ReLU-KAN 0.709 / 0.831 / 0.756.
+Measured (test accuracy, ``ZOO_TEST_SEED`` = 0 / 1 / 2):
 
-Not reproduced at this scale: the KAN paper's ">= 2x lower RMSE after refining the grid 5 -> 20" holds for seeds 0
-and 2 but not seed 1 (1.4x; with a cosine learning-rate decay 3.7x / 1.5x / 1.8x), so the test asserts >= 1.2x.
-And the paper's "AF-KAN significantly outperforms MLP" at the same parameter count; here
-the MLP is ahead by ~4 points (the slow test asserts only what holds, AF-KAN within 8 points of the MLP).
+==================================  =====  =====  =====
+model                               0      1      2
+==================================  =====  =====  =====
+AF-KAN (trainable phases)           0.942  0.880  0.942
+AF-KAN, fixed phases (not in test)  0.909  0.891  0.909
+ablation: identity basis            0.967  0.964  0.971
+ReLU-KAN [64, 16, 10], K = 2        0.940  0.949  0.927
+ReLU-KAN [64, 32, 10], K = 8        0.973  0.964  0.969
+==================================  =====  =====  =====
+
+Not reproduced: the basis does not help on digits. The identity-basis ablation beats the full AF-KAN on every seed
+(+0.025 / +0.084 / +0.029), so what makes AF-KAN work here is the architecture around the basis (the per-input
+attention, LayerNorm, activation and one ``Linear(i -> o)``: with ``f_k(x) = x`` it is an MLP with input gating).
+Against a fair ReLU-KAN, AF-KAN ties at equal parameters (+0.002 / -0.069 / +0.015: no consistent win, so nothing is
+asserted about it) and loses at equal width, where ReLU-KAN has 7.3x the parameters (-0.031 / -0.084 / -0.027). The
+earlier "AF-KAN beats ReLU-KAN by 10 points" came from the ReLU-KAN's 4-unit hidden layer. Training the phases
+(the reference's default, now the default here) is worth +0.033 on seeds 0 and 2 and -0.011 on seed 1 at 350 steps.
+
+Asserted (what holds, with margin): the identity ablation >= AF-KAN + 0.01 (the basis changes the result, in the
+direction opposite to the paper's); ReLU-KAN at equal width >= AF-KAN + 0.01; AF-KAN > 0.85; the parameter counts
+(AF-KAN within 10% of the matched ReLU-KAN, >= 5x fewer than the equal-width one). Mutation check: replacing the
+AF basis line in ``AFKANLayer`` by the identity makes the full model the ablation (equal accuracy) and the first
+assertion fails.
+
+(b) measured (Adam 1e-2, 700 steps at G = 5, then 350 more at G = 20 or at G = 5; RMSE, seeds 0 / 1 / 2): G = 5
+0.0103 / 0.0090 / 0.0073; G = 20 0.0019 / 0.0065 / 0.0029 (5.4x / 1.4x / 2.5x lower); MLP (1050 steps) 0.117 /
+0.105 / 0.127. The refit right after ``update_grid`` keeps the function (0.0158 vs 0.0159 before, seed 0). Not
+reproduced: the KAN paper's ">= 2x lower RMSE after refining the grid 5 -> 20" holds for seeds 0 and 2 but not seed
+1 (1.4x), so the test asserts >= 1.2x.
+
+The slow digits test (1000 steps, three seeds): see its docstring.
 """
 
 import dataclasses
-import os
 
 import jax
 import jax.numpy as jnp
@@ -73,15 +101,14 @@ def _rmse(model, variables, data):
   return float(jnp.sqrt(jnp.mean((pred - data["y"]) ** 2)))
 
 
-STEPS = int(os.environ.get("ZOO_AFKAN_STEPS", 700))
-SEED = int(os.environ.get("ZOO_AFKAN_SEED", 0))
+STEPS = 700
 
 
 @pytest.mark.slow  # over the default suite's time budget on 2 CPU cores
-def test_kan_fits_exp_sin_and_grid_refinement_lowers_the_error(single_device_mesh):
-  train_data = functions.sample("exp_sin", 1000, SEED)
-  test_data = functions.sample("exp_sin", 1000, SEED + 99)
-  common = dict(task="regression", optimizer=optax.adam(1e-2), batch_size=128, mesh=single_device_mesh, seed=SEED)
+def test_kan_fits_exp_sin_and_grid_refinement_lowers_the_error(single_device_mesh, seed):
+  train_data = functions.sample("exp_sin", 1000, seed)
+  test_data = functions.sample("exp_sin", 1000, seed + 99)
+  common = dict(task="regression", optimizer=optax.adam(1e-2), batch_size=128, mesh=single_device_mesh, seed=seed)
   coarse = kan.KAN((5, 1), impl="xla")
   first = train.fit(coarse, train_data, steps=STEPS, **common)
   rmse_coarse = _rmse(coarse, first.variables, test_data)
@@ -117,26 +144,40 @@ def _digits_accuracy(model, digits, seed, steps, mesh, lr=1e-3):
   return result.metrics["accuracy"], params
 
 
-def test_afkan_beats_relukan_on_digits_at_equal_parameters(digits, single_device_mesh):
-  # One seed by default (each fit compiles anew); the 3-seed mean is the slow test below.
-  a, n_af = _digits_accuracy(kan.AFKAN((32, 10), impl="xla"), digits, SEED, STEPS // 2, single_device_mesh)
-  r, n_relu = _digits_accuracy(kan.ReLUKAN((4, 10), impl="xla"), digits, SEED, STEPS // 2, single_device_mesh)
-  print(f"AF-KAN ({n_af} params): {a:.4f}, ReLU-KAN ({n_relu} params): {r:.4f}")
-  assert abs(n_af - n_relu) / n_relu < 0.1
-  assert a >= r + 0.02
-  assert a > 0.85
+def _models():
+  return {"afkan": kan.AFKAN((32, 10), impl="xla"),
+          "ablation": kan.AFKAN((32, 10), af_basis=False, impl="xla"),
+          "relukan_matched": kan.ReLUKAN((16, 10), grid_size=1, order=1, impl="xla"),
+          "relukan_width": kan.ReLUKAN((32, 10), impl="xla")}
+
+
+def test_afkan_basis_against_its_identity_ablation_and_fair_relukans_on_digits(digits, single_device_mesh, seed):
+  results = {name: _digits_accuracy(m, digits, seed, 350, single_device_mesh) for name, m in _models().items()}
+  acc = {k: v[0] for k, v in results.items()}
+  n = {k: v[1] for k, v in results.items()}
+  print({k: f"{acc[k]:.4f} ({n[k]} params)" for k in acc})
+  assert abs(n["afkan"] - n["relukan_matched"]) / n["relukan_matched"] < 0.1
+  assert n["relukan_width"] >= 5 * n["afkan"]
+  assert acc["afkan"] > 0.85
+  # What holds here (the paper's direction does not): the AF basis changes the result, and the identity map in its
+  # place does better; ReLU-KAN at AF-KAN's width (7x the parameters) is ahead too.
+  assert acc["ablation"] >= acc["afkan"] + 0.01
+  assert acc["relukan_width"] >= acc["afkan"] + 0.01
 
 
 @pytest.mark.slow
-def test_afkan_against_relukan_and_mlp_longer(digits, single_device_mesh):
-  accs = {"afkan": [], "relukan": [], "mlp": []}
-  for seed in range(3):
-    accs["afkan"].append(_digits_accuracy(kan.AFKAN((32, 10), impl="xla"), digits, seed, 1000,
-                                          single_device_mesh)[0])
-    accs["relukan"].append(_digits_accuracy(kan.ReLUKAN((4, 10), impl="xla"), digits, seed, 1000,
-                                            single_device_mesh)[0])
-    accs["mlp"].append(_digits_accuracy(core.MLP(features=(32, 10)), digits, seed, 1000, single_device_mesh)[0])
+def test_afkan_longer_three_seeds(digits, single_device_mesh, seed):
+  """1000 steps, seeds ``seed + 0, 1, 2``: AF-KAN (trainable phases), AF-KAN with fixed phases, the identity-basis
+  ablation, the parameter-matched ReLU-KAN and an MLP [64, 32, 10]."""
+  models = {"afkan": kan.AFKAN((32, 10), impl="xla"),
+            "fixed_phases": kan.AFKAN((32, 10), train_phases=False, impl="xla"),
+            "ablation": kan.AFKAN((32, 10), af_basis=False, impl="xla"),
+            "relukan_matched": kan.ReLUKAN((16, 10), grid_size=1, order=1, impl="xla"),
+            "mlp": core.MLP(features=(32, 10))}
+  accs = {k: [_digits_accuracy(m, digits, seed + j, 1000, single_device_mesh)[0] for j in range(3)]
+          for k, m in models.items()}
   means = {k: float(np.mean(v)) for k, v in accs.items()}
   print(accs, means)
-  assert means["afkan"] >= means["relukan"] + 0.05
-  assert means["afkan"] >= means["mlp"] - 0.08   # the paper's win over the MLP does not reproduce here
+  assert means["afkan"] > 0.9
+  assert means["ablation"] >= means["afkan"]           # the basis does not help on digits (see the module docstring)
+  assert means["mlp"] >= means["afkan"]                # nor does AF-KAN beat the MLP, the paper's other claim
