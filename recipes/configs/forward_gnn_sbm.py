@@ -1,13 +1,15 @@
 r"""ForwardGNN (single-forward, SF) trains a 2-layer GCN layer by layer on a planted-partition graph, no backprop.
 
 Paper: "Forward Learning of Graph Neural Networks" (Park et al., ICLR 2024, arXiv 2403.11004). Procedure
-``zoo.recipes.procedures.forward_gnn.ForwardGNN`` (variant ``'sf'``: one virtual node per class linked to the labelled nodes;
-each layer learns by cross-entropy over its node-to-virtual-node similarities, on the stop-gradient of the layer
-below; 200 steps for layer 0, then 200 for layer 1). Model ``zoo.gnn.GNN`` (GCN, 64 hidden). Data ``sbm``: 4
-communities x 60 nodes, p_in 0.08, p_out 0.008, noisy class-mean features, 20% labelled. The whole graph is one
-example (batch size 1), so the mesh puts every device on the ``tensor`` axis (hidden units split 8 ways on 8
+``zoo.recipes.procedures.forward_gnn.ForwardGNN`` (variant ``'sf'``: one virtual node per class linked to the
+labelled nodes; each layer learns by cross-entropy over its node-to-virtual-node similarities, on the stop-gradient
+of the layer below; 200 steps for layer 0, then 200 for layer 1). Model ``zoo.gnn.GNN`` (GCN, 64 hidden). Data
+``sbm``: 4 communities x 60 nodes, p_in 0.08, p_out 0.008, noisy class-mean features, 20% labelled. The whole graph
+is one example (batch size 1), so the mesh puts every device on the ``tensor`` axis (hidden units split 8 ways on 8
 devices) instead of data parallelism. Other variants: ``--config.procedure.variant=sf_top2input`` (top-down),
-``ff_label_appending`` (forward-forward; use ``layer_steps=1000``), ``ff_virtual_nodes``, ``sf_top2loss``.
+``ff_label_appending`` (forward-forward; use ``layer_steps=1000``), ``ff_virtual_nodes``, ``sf_top2loss``. The
+ablation ``--config.procedure.learn_layers=False`` keeps every layer at its initialisation (0.649 on seed 0; see
+``tests/papers/test_forward_gnn.py``). Link prediction: ``forward_gnn_link_sbm.py``.
 
 Command::
 

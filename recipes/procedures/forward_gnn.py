@@ -40,10 +40,21 @@ Schedules: FF and SF train the layers one after the other (the paper's greedy la
 carry the layers' node states from step to step (as the reference's time steps), so every batch must hold the
 same graphs (the transductive setting: batch size = graphs in the split).
 
+Link prediction (:class:`ForwardGNNLink`, reference ``linkpred/gnn_forward.py``): every layer embeds the nodes by
+message passing over the training edges, from the stop-gradient of the layer below, and learns to tell the
+positive pairs (training edges) from the negative pairs (sampled non-edges) by their own ``z_u * z_v``: ``'sf'``
+(the reference's FL-CE: BCE of ``sum(z_u * z_v)``, one forward pass) or ``'ff'`` (BCE of the goodness
+``||z_u * z_v||^2 - theta``). Prediction: the mean of the layers' ``sigmoid`` scores, scored by ROC-AUC.
+
+The mechanism switch (both procedures): ``learn_layers`` (default True, the paper's method). False is the
+ablation: no layer ever updates, so the model is its random initialisation with the same augmentation, scores and
+prediction rule.
+
 Deviations from the paper (stated, not hidden): no validation early stopping or best-epoch restore per layer
 (fixed ``layer_steps``); Adam without its L2 weight decay unless the config adds one; relational edge types
-(RGCN/RGAT over virtual-node edges) are not modelled; link prediction is not implemented. The virtual node
-features are drawn once from the procedure's seed.
+(RGCN/RGAT over virtual-node edges) are not modelled; the top-down link-prediction variant
+(``gnn_topdown_forward.py``) is not implemented; link negatives are drawn once by the dataset (as the reference's
+``RandomLinkSplit``), not per step. The virtual node features are drawn once from the procedure's seed.
 
 Public names:
 
@@ -54,6 +65,11 @@ Public names:
   goodness, every layer has ``hidden_features``).
 * :func:`augment_with_virtual_nodes`, :func:`label_vectors`, :func:`negative_labels`: the graph augmentations.
 * :func:`ff_train`, :func:`sf_train`, :func:`sf_topdown_train`: ``zoo.recipes.train.fit`` with this procedure.
+* :class:`LinkPrediction`: the link task (BCE of ``h_u . h_v`` over ``pairs``; metrics ``loss``, ``auc``);
+  ``task.name = 'forward_gnn.LinkPrediction'``; the backprop baseline uses it too.
+* :class:`ForwardGNNLink`: the link procedure (``procedure.name = 'forward_gnn.ForwardGNNLink'``), variants
+  :data:`LINK_VARIANTS`; :func:`link_train` runs it with ``fit``.
+* :func:`roc_auc` ``(scores [batch, pairs], labels, mask) -> [batch]``; :func:`pair_products` ``h_u * h_v``.
 """
 
 from __future__ import annotations
