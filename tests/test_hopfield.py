@@ -274,6 +274,31 @@ def test_hopfield_pooling():
   assert float(jnp.max(jnp.abs(grads["hopfield"]["query"]["kernel"]))) > 0.0
 
 
+def test_uniform_association_ablation_averages_the_projected_patterns():
+  """``uniform_association=True`` (the ablation): weights 1/n over the unmasked stored patterns, whatever the state."""
+  y = _rand(22, 3, 7, 8)
+  keep = np.ones((3, 7), bool)
+  keep[0, 5:] = False
+  pool = hf.HopfieldPooling(num_heads=2, uniform_association=True)
+  variables = _params(pool, y)
+  out, inter = _apply(pool, mutable=["intermediates"])(variables, y, stored_mask=keep)
+  (weights,) = inter["intermediates"]["hopfield"]["association"]
+  np.testing.assert_allclose(weights, np.broadcast_to((keep / keep.sum(1, keepdims=True))[:, None, None],
+                                                      weights.shape), atol=1e-6)
+  p = variables["params"]["hopfield"]
+  val = np.einsum("bnd,dhk->bhnk", _np_layer_norm(y, p["projection_norm"]), p["value"]["kernel"])
+  val = val + p["value"]["bias"][None, :, None]
+  mean = np.stack([val[i][:, keep[i]].mean(1) for i in range(3)])  # [b, h, k]
+  np.testing.assert_allclose(out, np.einsum("bhk,hkf->bf", mean, p["out"]["kernel"]) + p["out"]["bias"], rtol=1e-4,
+                             atol=1e-5)
+  # The same parameters without the ablation retrieve: the output depends on the learned state pattern.
+  moved = jax.tree.map(lambda a: a, variables)  # a new dict tree sharing the arrays
+  moved["params"]["pooling_weights"] = _rand(23, *moved["params"]["pooling_weights"].shape)
+  paper = _apply(hf.HopfieldPooling(num_heads=2))
+  assert float(jnp.max(jnp.abs(paper(moved, y) - paper(variables, y)))) > 1e-3
+  np.testing.assert_allclose(_apply(pool)(moved, y, stored_mask=keep), out, rtol=1e-5, atol=1e-6)
+
+
 def test_hopfield_layer_lookup():
   r = _rand(21, 2, 5, 8)
   layer = hf.HopfieldLayer(quantity=11, lookup_weights_as_separated=True, features=6)

@@ -13,6 +13,9 @@ Tarkan Aydin, 2024 (arXiv 2405.15953); built following the authors' reference co
   patch), ``num_layers`` blocks, mean over tokens (the only token mixing), linear head. The reference settings for
   CIFAR-10 are patch 4, d = 256, d_ffn = 512, 4 layers, dropout 0.5, Adam 1e-3, 100 epochs.
 
+``gated=False`` is the ablation of the paper's mechanism: the gating unit loses its linear branch ``v`` (and
+``W2``) and becomes the plain-activation MLP ``LN_h(act(x W1)) W3``; everything else stays the same.
+
 ``activation`` selects the gate's nonlinearity (``'gelu'`` as in the paper; ``'silu'`` / ``'relu'`` give the
 SwiGLU / ReGLU-style variants). The reference code adds no positional embedding, so the classifier sees a bag of
 patches; ``position_embedding=True`` adds a learned one (an option of this implementation, off by default).
@@ -40,9 +43,12 @@ class ActivatorGatingUnit(nn.Module):
   Attributes:
     hidden_features: ``d_ffn``.
     activation: the gate's nonlinearity (name in ``zoo.transformer.ACTIVATIONS`` or a callable).
+    gated: the GLU (default, the paper's unit); ``False`` is the ablation ``LN_h(act(x W1)) W3`` (no ``W2`` branch,
+      a plain activation in place of the GLU).
   """
   hidden_features: int
   activation: Any = "gelu"
+  gated: bool = True
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
@@ -53,8 +59,9 @@ class ActivatorGatingUnit(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     norm = layers.layer_norm(name="norm", **kw)  # one instance, applied to both branches
     u = norm(transformer.get_activation(self.activation)(layers.dense(self.hidden_features, name="proj_1", **kw)(x)))
-    v = norm(layers.dense(self.hidden_features, name="proj_2", **kw)(x))
-    return layers.dense(x.shape[-1], axes=("mlp", "embed"), name="proj_3", **kw)(u * v)
+    if self.gated:
+      u = u * norm(layers.dense(self.hidden_features, name="proj_2", **kw)(x))
+    return layers.dense(x.shape[-1], axes=("mlp", "embed"), name="proj_3", **kw)(u)
 
 
 class ActivatorBlock(nn.Module):
@@ -65,11 +72,13 @@ class ActivatorBlock(nn.Module):
     dropout_rate: the FFN's dropouts.
     ffn: keep the FFN (False: the GLU-only core).
     activation: the gate's nonlinearity.
+    gated: the GLU gating unit (``False``: the plain-activation ablation, see :class:`ActivatorGatingUnit`).
   """
   mlp_dim: int
   dropout_rate: float = 0.0
   ffn: bool = True
   activation: Any = "gelu"
+  gated: bool = True
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
@@ -79,7 +88,8 @@ class ActivatorBlock(nn.Module):
     layers.check_shape(x, "x", "batch tokens features", where=type(self).__name__, dtype="floating")
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     norm = layers.layer_norm(name="norm", **kw)
-    x = x + ActivatorGatingUnit(self.mlp_dim, activation=self.activation, name="agu", **kw)(norm(x))
+    x = x + ActivatorGatingUnit(self.mlp_dim, activation=self.activation, gated=self.gated, name="agu",
+                                 **kw)(norm(x))
     if self.ffn:
       h = transformer.MLPBlock(self.mlp_dim, activation="gelu", dropout_rate=self.dropout_rate, name="ffn",
                                **kw)(norm(x), train=train)
@@ -99,6 +109,7 @@ class ActivatorClassifier(nn.Module):
     dropout_rate: FFN dropout (the paper's CIFAR setting is 0.5).
     ffn: keep each block's FFN.
     activation: the gate's nonlinearity.
+    gated: the GLU gating units (``False``: the plain-activation ablation).
     position_embedding: add a learned position embedding to the patch tokens (not in the reference code).
   """
   num_classes: int = 10
@@ -109,6 +120,7 @@ class ActivatorClassifier(nn.Module):
   dropout_rate: float = 0.0
   ffn: bool = True
   activation: Any = "gelu"
+  gated: bool = True
   position_embedding: bool = False
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -126,6 +138,6 @@ class ActivatorClassifier(nn.Module):
       x = x + jnp.asarray(table, x.dtype)[None]
     for i in range(self.num_layers):
       x = ActivatorBlock(self.mlp_dim, dropout_rate=self.dropout_rate, ffn=self.ffn, activation=self.activation,
-                         name=f"block_{i}", **kw)(x, train=train)
+                         gated=self.gated, name=f"block_{i}", **kw)(x, train=train)
     return layers.dense(self.num_classes, axes=("embed", "classes"), name="head", **kw)(x.mean(axis=1)).astype(
         jnp.float32)

@@ -265,6 +265,7 @@ class _HopfieldOptions(nn.Module):
   use_bias: bool = True
   disable_out_projection: bool = False
   dropout_rate: float = 0.0
+  uniform_association: bool = False
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
@@ -297,6 +298,9 @@ class Hopfield(_HopfieldOptions):
     use_bias: biases in the projections (the reference's ``input_bias``).
     disable_out_projection: return the concatenated heads ``[batch, q, num_heads * pattern_dim]``.
     dropout_rate: dropout on the association (softmax) matrix during training (rng ``'dropout'``).
+    uniform_association: the ablation of the paper's mechanism (default ``False``, the paper's layer): every
+      (unmasked) stored pattern gets the same weight ``1/n`` (``beta -> 0``), so the layer averages the projected
+      patterns instead of retrieving; with :class:`HopfieldPooling` it is mean pooling through the same layer.
     dtype: computation dtype (``None``: inferred from inputs and parameters); param_dtype: parameter dtype.
 
   Call: ``(state, stored=None, projection=None, *, stored_mask=None, association_mask=None, train=False)``
@@ -377,7 +381,9 @@ class Hopfield(_HopfieldOptions):
     if association_mask is not None:
       mask = association_mask if mask is None else jnp.logical_and(mask, association_mask)
 
-    if self.update_steps_max > 0:
+    if self.uniform_association:
+      beta = 0.0  # the ablation: softmax(0 * logits) is uniform over the unmasked stored patterns
+    elif self.update_steps_max > 0:
       xi = _iterate(xi, keys, beta=beta, mask=mask, steps=self.update_steps_max, eps=self.update_steps_eps)
 
     dropout = self.dropout_rate if train else 0.0
@@ -386,8 +392,9 @@ class Hopfield(_HopfieldOptions):
     if self.is_mutable_collection("intermediates"):
       # For analysis only: the weights the attention call above used, [batch, heads, q, n].
       full_mask = None if mask is None else jnp.broadcast_to(mask, (out_batch, self.num_heads, q_len, n))
+      sown = xi if beta else jnp.zeros_like(xi)  # uniform_association: a zero state pattern associates uniformly
       self.sow("intermediates", "association",
-               association(xi.transpose(0, 2, 1, 3), keys.transpose(0, 2, 1, 3), beta=beta, mask=full_mask))
+               association(sown.transpose(0, 2, 1, 3), keys.transpose(0, 2, 1, 3), beta=beta or 1.0, mask=full_mask))
     if self.disable_out_projection:
       return out.reshape(*out.shape[:2], self.num_heads * pattern_dim)
     features = self.features or state.shape[-1]
@@ -611,6 +618,7 @@ class HopfieldMIL(nn.Module):
     hidden: hidden width of the two-layer instance encoder.
     pooling: ``'hopfield'``, ``'mean'`` or ``'max'``.
     num_heads, quantity, scaling, update_steps_max: of the Hopfield pooling.
+    uniform_association: the ablation of Hopfield pooling (uniform association weights, see :class:`Hopfield`).
     dropout_rate: dropout on the Hopfield association matrix during training.
     dtype, param_dtype: computation and parameter dtypes.
 
@@ -624,6 +632,7 @@ class HopfieldMIL(nn.Module):
   quantity: int = 1
   scaling: float | None = None
   update_steps_max: int = 0
+  uniform_association: bool = False
   dropout_rate: float = 0.0
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -640,7 +649,7 @@ class HopfieldMIL(nn.Module):
     if self.pooling == "hopfield":
       pooled = HopfieldPooling(num_heads=self.num_heads, quantity=self.quantity, scaling=self.scaling,
                                update_steps_max=self.update_steps_max, dropout_rate=self.dropout_rate,
-                               name="pooling", **kw)(x, train=train)
+                               uniform_association=self.uniform_association, name="pooling", **kw)(x, train=train)
     elif self.pooling == "mean":
       pooled = jnp.mean(x, axis=1)
     else:

@@ -12,9 +12,14 @@
 (b) The energy E never increases along the update (5 updates, several betas).
 (c) The three regimes of fixed points by beta on clustered patterns: the global average (small beta), a
     metastable state at the cluster average (intermediate beta), a single stored pattern (large beta).
-(d) Multiple-instance learning (bags of 32, one planted weak witness): HopfieldPooling beats mean pooling in the
-    same network by >= 0.1 accuracy, trained with ``zoo.recipes.train.fit``. Max pooling, which the paper does not
-    claim to beat, does about as well as Hopfield pooling here (measured, see the report).
+(d) Multiple-instance learning (bags of 32, one planted weak witness), trained with ``zoo.recipes.train.fit``:
+    HopfieldPooling beats the baseline, mean pooling in the same network, by >= 0.1 accuracy (measured, ZOO_TEST_SEED
+    0/1/2: 0.863/0.877/0.874 vs 0.731/0.715/0.710), and the ablation, the same Hopfield pooling layer with
+    ``uniform_association=True`` (weights 1/32, no retrieval), by >= 0.05 (ablation 0.745/0.699/0.778). Max pooling,
+    which the paper does not claim to beat, does about as well as Hopfield pooling here (measured, see the report).
+
+Every test draws its data from ``ZOO_TEST_SEED`` (the ``seed`` fixture); (a)-(c) hold at offsets 0, 1 and 2 with the
+numbers above (a: modern >= 0.998 at every offset, classical 0.000, beta=8 on masked queries 0.000).
 """
 
 import jax
@@ -23,6 +28,7 @@ import numpy as np
 import pytest
 
 from zoo import hopfield as hf
+from tests.conftest import seed_offset
 from zoo.recipes import data, tasks, train
 
 
@@ -54,8 +60,8 @@ def _classical_recall(signs_stored, queries, targets, steps):
   return _retrieved(s, targets)
 
 
-def test_one_update_retrieves_far_beyond_classical_capacity():
-  rng = np.random.default_rng(0)
+def test_one_update_retrieves_far_beyond_classical_capacity(seed):
+  rng = np.random.default_rng(seed)
   n, d, q = 2000, 64, 1000
   stored = _unit(rng.normal(size=(n, d))).astype(np.float32)
   idx = rng.choice(n, q, replace=False)
@@ -92,8 +98,8 @@ def test_one_update_retrieves_far_beyond_classical_capacity():
   assert below_capacity >= 0.8, below_capacity
 
 
-def test_energy_never_increases():
-  rng = np.random.default_rng(1)
+def test_energy_never_increases(seed):
+  rng = np.random.default_rng(seed + 1)
   stored = rng.normal(size=(3, 50, 16)).astype(np.float32)
   xi = rng.normal(size=(3, 20, 16)).astype(np.float32) * 2.0
   total_drop = 0.0
@@ -115,7 +121,7 @@ def test_energy_never_increases():
 
 @pytest.fixture(scope="module")
 def clustered():
-  rng = np.random.default_rng(2)
+  rng = np.random.default_rng(seed_offset() + 2)
   k, m, d = 4, 8, 64
   centers = _unit(rng.normal(size=(k, d)))
   stored = _unit(centers[:, None] + 0.35 * _unit(rng.normal(size=(k, m, d)))).reshape(k * m, d).astype(np.float32)
@@ -143,16 +149,23 @@ def test_fixed_point_regimes_by_beta(clustered, beta, regime):
     assert to_pattern.max() < 0.01 and to_cluster.min() > 0.5 * spread
 
 
-def test_hopfield_pooling_beats_mean_pooling_on_planted_mil(single_device_mesh):
-  sources, info = data.load("mil", witness_shift=4.0)
+def test_hopfield_pooling_beats_mean_pooling_on_planted_mil(single_device_mesh, seed):
+  """Hopfield pooling against the baseline (mean pooling in the same network) and the ablation (the same Hopfield
+  pooling layer with ``uniform_association=True``: every instance weighted 1/32, the retrieval switched off)."""
+  sources, info = data.load("mil", witness_shift=4.0, seed=seed)
   assert info.metadata["bag_size"] == 32
   train_set, test_set = sources["train"].arrays, sources["test"].arrays
   task = tasks.Classification(input_key="instances")
+  models = {"hopfield": hf.HopfieldMIL(), "uniform": hf.HopfieldMIL(uniform_association=True),
+            "mean": hf.HopfieldMIL(pooling="mean")}
   accuracy = {}
-  for pooling in ("hopfield", "mean"):
-    result = train.fit(hf.HopfieldMIL(pooling=pooling), train_set, task=task,
-                       optimizer={"name": "adam", "learning_rate": 3e-3}, steps=300, batch_size=64,
-                       eval_data=test_set, seed=0, mesh=single_device_mesh)
-    accuracy[pooling] = result.metrics["accuracy"]
+  for name, model in models.items():
+    result = train.fit(model, train_set, task=task, optimizer={"name": "adam", "learning_rate": 3e-3}, steps=300,
+                       batch_size=64, eval_data=test_set, seed=seed, mesh=single_device_mesh)
+    accuracy[name] = result.metrics["accuracy"]
   print(f"MIL accuracy: {accuracy}")
+  # Measured (ZOO_TEST_SEED 0/1/2): hopfield 0.863/0.877/0.874, mean pooling 0.731/0.715/0.710, uniform ablation
+  # 0.745/0.699/0.778 (it varies by ~0.05 between runs of one seed: the per-instance LayerNorm before the average
+  # lets it see a little of the witness).
   assert accuracy["hopfield"] >= accuracy["mean"] + 0.1, accuracy
+  assert accuracy["hopfield"] >= accuracy["uniform"] + 0.05, accuracy

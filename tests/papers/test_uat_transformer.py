@@ -12,9 +12,14 @@ held-out points (sup = the largest absolute error over every point, token and ou
 
 Measured (fit on 65536 points, batch 256, lr 3e-3), sup / RMSE:
 
-* 1500 steps (the default test), seed 0: width 8: 1.17 / 0.196, width 128: 0.318 / 0.037, width 128 without
-  PE: 0.558 / 0.280.
-* 6000 steps: width 8: 1.01 / 0.066, 32: 0.20 / 0.035, 128: 0.085 / 0.012, 512: 0.11 / 0.009.
+* 1500 steps (the default test; the baseline is the narrow FFN, the ablation the same layer with
+  ``pos_enc='none'``), ZOO_TEST_SEED 0 / 1 / 2 (data and initialisation seeds):
+  width 8: 1.17 / 0.196, 1.02 / 0.152, 0.526 / 0.082; width 128: 0.318 / 0.037, 0.302 / 0.048, 0.267 / 0.044;
+  width 128 without PE: 0.558 / 0.280, 0.506 / 0.280, 0.534 / 0.280. Width 8 is erratic (offset 2 found a much
+  better fit), so the asserted width effect is wide <= 0.7 x narrow in both sup and RMSE (measured ratios at most
+  0.51 and 0.54, at offset 2), and the PE ablation: sup > 0.3 and RMSE > 4 x the wide model's.
+* 6000 steps, seed 0: width 8: 1.13 / 0.066, 32: 0.18 / 0.035, 128: 0.097 / 0.012, 512: 0.105 / 0.009; without PE
+  (width 512) 0.46 / 0.280.
 * 16000 steps (batch 512, lr 2e-3): width 128: 0.075 / 0.0075, 512: 0.080 / 0.0045.
 
 What holds: the RMSE falls monotonically with width at every budget; the sup error falls by an order of magnitude
@@ -38,7 +43,7 @@ from zoo.recipes.datasets import uat_target
 
 
 def _errors(width, pos_enc, steps, mesh, seed=0, batch_size=256, lr=3e-3):
-  gen = uat_target.uat_seq2seq(train_size=65536, test_size=4096, seed=0)
+  gen = uat_target.uat_seq2seq(train_size=65536, test_size=4096, seed=seed)
   train_set, test_set = gen.splits["train"], gen.splits["test"]
   model = transformer.SingleLayerTransformer(heads=4, ffn_width=width, pos_enc=pos_enc, embed_dim=32)
   optimizer = optax.adam(optax.warmup_cosine_decay_schedule(0.0, lr, 100, steps))
@@ -48,20 +53,20 @@ def _errors(width, pos_enc, steps, mesh, seed=0, batch_size=256, lr=3e-3):
   return float(err.max()), float(np.sqrt(np.mean(err ** 2)))
 
 
-def test_error_falls_with_width_and_needs_positions(single_device_mesh):
-  narrow = _errors(8, "learned", 1500, single_device_mesh)
-  wide = _errors(128, "learned", 1500, single_device_mesh)
-  no_pe = _errors(128, "none", 1500, single_device_mesh)
+def test_error_falls_with_width_and_needs_positions(single_device_mesh, seed):
+  narrow = _errors(8, "learned", 1500, single_device_mesh, seed)  # the baseline: a narrow FFN
+  wide = _errors(128, "learned", 1500, single_device_mesh, seed)
+  no_pe = _errors(128, "none", 1500, single_device_mesh, seed)  # the ablation: the same layer without PE
   print(f"sup/rmse  width 8: {narrow}  width 128: {wide}  width 128 no PE: {no_pe}")
-  assert wide[0] < 0.5 * narrow[0] and wide[1] < 0.5 * narrow[1]
+  assert wide[0] < 0.7 * narrow[0] and wide[1] < 0.7 * narrow[1]
   assert no_pe[0] > 0.3  # permutation-equivariant: stuck near the ~0.375 floor
   assert no_pe[1] > 4 * wide[1]
 
 
 @pytest.mark.slow
-def test_error_falls_with_width_longer_training(single_device_mesh):
-  results = {w: _errors(w, "learned", 6000, single_device_mesh) for w in (8, 32, 128, 512)}
-  no_pe = _errors(512, "none", 6000, single_device_mesh)
+def test_error_falls_with_width_longer_training(single_device_mesh, seed):
+  results = {w: _errors(w, "learned", 6000, single_device_mesh, seed) for w in (8, 32, 128, 512)}
+  no_pe = _errors(512, "none", 6000, single_device_mesh, seed)
   print(results, no_pe)
   rmse = [results[w][1] for w in (8, 32, 128, 512)]
   assert all(b < 0.9 * a for a, b in zip(rmse, rmse[1:]))
