@@ -142,9 +142,15 @@ class NoPropDT(_NoPropBase):
     task: a classification task (``task.inputs(batch)``, labels under ``task.target_key``).
     optimizer: an optax transformation, applied to every block separately and to the shared parameters.
     eta: the weight of the denoising terms (paper: 0.1).
+    per_block_noise: True (the paper's method): block t learns to denoise ``z_{t-1} ~ q(z_{t-1} | y)`` at its own
+      noise level of the schedule, so the blocks form the label-embedding diffusion chain. False (the ablation):
+      every block is trained on ``z ~ q(z_0 | y)`` (almost pure noise, ``abar_0 ~ 2e-5``): the blocks cannot learn to
+      use the chain's intermediate ``z`` and become T independent denoisers of ``x`` alone, which the inference
+      recursion averages.
     eval_noise_seed: seed of the inference chain's noise in ``evaluate``.
   """
   eta: float = 0.1
+  per_block_noise: bool = True
 
   _model_type = noprop_lib.NoPropDTNet
 
@@ -177,7 +183,8 @@ class NoPropDT(_NoPropBase):
     z_rng, top_rng = jax.random.split(rng)
     dropout_rng = jax.random.fold_in(rng, 1)  # only an encoder with dropout uses it
     eps = jax.random.normal(z_rng, (t_blocks, *u.shape), jnp.float32)
-    z = jnp.sqrt(ab[:-1])[:, None, None] * u + jnp.sqrt(1.0 - ab[:-1])[:, None, None] * eps  # z_{t-1}, t = 1..T
+    ab_z = ab[:-1] if self.per_block_noise else jnp.full((t_blocks,), ab[0])  # block t's noise level abar_{t-1}
+    z = jnp.sqrt(ab_z)[:, None, None] * u + jnp.sqrt(1.0 - ab_z)[:, None, None] * eps  # z_{t-1}, t = 1..T
     (u_hat, _), updates = self.model.apply(variables, x, z, train=True, method="denoise_each",
                                            mutable=["batch_stats"], rngs={"dropout": dropout_rng})
     mse = jnp.mean(jnp.sum((u_hat - u) ** 2, axis=-1), axis=-1)        # [T]

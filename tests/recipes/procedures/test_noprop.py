@@ -251,6 +251,33 @@ def test_dt_block_gradients_are_local(dt_trainer):
     assert sum(float(np.abs(leaf[t, t]).sum()) for leaf in jax.tree.leaves(jac)) > 0
 
 
+@pytest.mark.parametrize("per_block_noise", [True, False])
+def test_dt_per_block_noise_flag_sets_the_training_noise_levels(per_block_noise):
+  """Block t is trained on z_{t-1} ~ q(z_{t-1} | y) at its own level (the paper), or, with ``per_block_noise=False``
+  (the ablation), every block on z ~ q(z_0 | y): the correlation of z with u_y follows sqrt(abar_{t-1}) or stays 0."""
+  seen = []
+
+  class Spy(noprop.NoPropDTNet):
+    def denoise_each(self, x, z, **kw):
+      seen.append(z)
+      return super().denoise_each(x, z, **kw)
+
+  model = Spy(10, num_blocks=T, **SMALL)
+  proc = noprop_recipes.NoPropDT(model=model, task=tasks.Classification(), optimizer=optax.adamw(1e-3),
+                                 per_block_noise=per_block_noise)
+  batch = jax.tree.map(jnp.asarray, batch_of(512))
+  state = proc.init(jax.random.key(0), batch)
+  seen.clear()
+  proc.terms(state.params, state.model_state, batch, jax.random.key(1))
+  u = jax.nn.one_hot(batch["label"], 10)                             # the one-hot embedding
+  z = np.asarray(seen[0])                                            # [T, batch, d]
+  corr = np.mean(np.sum(z * np.asarray(u), axis=-1), axis=-1)        # E <z, u_y> = sqrt(abar), ||u_y|| = 1
+  ab = model.alpha_bar()[:-1]
+  expected = np.sqrt(ab) if per_block_noise else np.full(T, np.sqrt(ab[0]))
+  np.testing.assert_allclose(corr, expected, atol=0.1)
+  assert (corr[-1] > 0.5) == per_block_noise
+
+
 def test_dt_steps_sharded_and_a_block_update_ignores_the_other_blocks(dt_trainer):
   """The trainer's jitted, sharded step; block 1's update is bit-identical when every other block's parameters
   are perturbed (the shared embedding and classifier, the batch statistics and the optimizer states unchanged)."""
