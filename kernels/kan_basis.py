@@ -44,8 +44,8 @@ chebyshev     T_k(tanh x), k = 0..K-1                                           
 ============  ==========================================================================  =====================
 
 Grids are constants for differentiation (as efficient-kan's buffers): :func:`kan` stops their gradient on every
-path, so the kernel and the reference agree. ReLU-KAN's and AF-KAN's optionally trainable phases are therefore
-fixed here.
+path, so the kernel and the reference agree. ReLU-KAN's optionally trainable phases are therefore fixed here;
+``zoo.kan.AFKANLayer`` trains AF-KAN's phases outside the kernel (with this module's ``ACTIVATIONS``/``AF_FUNCS``).
 
 Parts, as every kernel in zoo (DESIGN.md, "Kernels"): :class:`BlockSizes` with ``get_default()``; the kernel bodies
 (GPU: grid over output tiles with an in-kernel loop over the contracted axis; TPU: the contracted axis is the last,

@@ -2,7 +2,8 @@
 
 Every layer here evaluates its basis and contracts it with its coefficients through the one entry point
 :func:`zoo.kernels.kan_basis.kan` (the fused Pallas kernel on GPU/TPU, the XLA reference elsewhere; ``impl`` picks),
-so the ``[batch, in, num_basis]`` tensor is never written to memory on an accelerator.
+so the ``[batch, in, num_basis]`` tensor is never written to memory on an accelerator; the exception is AF-KAN with
+trainable phases (its default, see the deviations below), which uses the kernel module's basis tables in ``jnp``.
 
 Papers:
 
@@ -43,8 +44,15 @@ Public names (``b`` batch, ``i`` input features, ``o`` output features):
 
 Deviations and choices (also in the report of the issue that added this file):
 
-* Grids are buffers (not trained) on every path, as in efficient-kan; ReLU-KAN's and AF-KAN's optionally trainable
-  phases ``s_k, e_k`` are therefore fixed.
+* Grids are buffers (not trained) on every kernel path, as in efficient-kan; ReLU-KAN's optionally trainable phases
+  are therefore fixed. AF-KAN trains its phases ``s_k, e_k`` by default (``train_phases``, the reference code's
+  ``train_ab=True``; one ``[K]`` vector each, shared by every input, as there) and then evaluates its basis in plain
+  ``jnp`` from the kernel module's activation and function tables (the fused kernel never differentiates a grid;
+  AF-KAN's min-max normalisation materialises the basis tensor anyway); ``train_phases=False`` is the fixed-grid
+  kernel path.
+* Ablation flags (default = the paper's method): ``AFKAN(af_basis=False)`` replaces every basis function by the
+  identity; ``SKAN(learn_selection=False)`` (and the other selectable modules) freezes the selection logits at 0;
+  ``KArAtViT(learn_operator=False)`` freezes Φ at its init.
 * :func:`update_grid` refits the *unscaled* spline weights (pykan's convention). efficient-kan refits the scaled
   spline into ``spline_weight`` and then multiplies by ``spline_scaler`` again, which changes the function; here the
   layer's function is preserved up to the least-squares error.

@@ -49,7 +49,9 @@ assertion fails.
 reproduced: the KAN paper's ">= 2x lower RMSE after refining the grid 5 -> 20" holds for seeds 0 and 2 but not seed
 1 (1.4x), so the test asserts >= 1.2x.
 
-The slow digits test (1000 steps, three seeds): see its docstring.
+The slow digits test (1000 steps, three seeds; its docstring has the numbers): AF-KAN 0.937 mean, identity ablation
+0.974, parameter-matched ReLU-KAN 0.966, MLP 0.967, fixed phases 0.924: at 1000 steps even the parameter-matched
+ReLU-KAN is ahead of AF-KAN.
 """
 
 import dataclasses
@@ -168,7 +170,14 @@ def test_afkan_basis_against_its_identity_ablation_and_fair_relukans_on_digits(d
 @pytest.mark.slow
 def test_afkan_longer_three_seeds(digits, single_device_mesh, seed):
   """1000 steps, seeds ``seed + 0, 1, 2``: AF-KAN (trainable phases), AF-KAN with fixed phases, the identity-basis
-  ablation, the parameter-matched ReLU-KAN and an MLP [64, 32, 10]."""
+  ablation, the parameter-matched ReLU-KAN and an MLP [64, 32, 10].
+
+  Measured (``ZOO_TEST_SEED`` = 0, seeds 0 / 1 / 2, mean): AF-KAN 0.958 / 0.898 / 0.956 (0.937); fixed phases 0.924 /
+  0.927 / 0.922 (0.924); identity ablation 0.978 / 0.967 / 0.978 (0.974); ReLU-KAN [64, 16, 10], K = 2 (2394
+  parameters) 0.960 / 0.971 / 0.967 (0.966); MLP 0.971 / 0.969 / 0.962 (0.967). Trained longer, the parameter-matched
+  ReLU-KAN is ahead of AF-KAN (the paper's claim reversed), and so are the ablation and the MLP. About 25 min wall
+  (~165 s CPU) with the grid-refinement test on the loaded build machine.
+  """
   models = {"afkan": kan.AFKAN((32, 10), impl="xla"),
             "fixed_phases": kan.AFKAN((32, 10), train_phases=False, impl="xla"),
             "ablation": kan.AFKAN((32, 10), af_basis=False, impl="xla"),
@@ -181,3 +190,4 @@ def test_afkan_longer_three_seeds(digits, single_device_mesh, seed):
   assert means["afkan"] > 0.9
   assert means["ablation"] >= means["afkan"]           # the basis does not help on digits (see the module docstring)
   assert means["mlp"] >= means["afkan"]                # nor does AF-KAN beat the MLP, the paper's other claim
+  assert means["relukan_matched"] >= means["afkan"]    # nor a ReLU-KAN of its parameter count, trained this long

@@ -31,7 +31,7 @@ Asserted: the learned operator beats the frozen one (test cross-entropy <= 0.9x 
 and KArAt >= softmax + 0.03 (measured +0.060 / +0.062 / +0.062: KArAt is ahead at this small scale; the paper sees
 small gains on CIFAR-10 and none at ImageNet scale). Mutation check: with Φ's gradient always stopped in
 ``zoo.kan._karat_params`` the full model is the ablation and the loss assertion fails (0.3209 <= 0.9 x 0.3209, seed 0).
-The effect test trains three ViTs: ~40 s CPU (over the ~30 s per-paper budget; fewer steps lose the margin).
+The effect test trains three ViTs: ~40 s CPU (over the ~30 s per-paper budget; shorter runs not calibrated).
 Repeated runs of the same seed differ in the third digit of the loss (0.193 and 0.203 for seed 0, CPU
 thread-order nondeterminism); the accuracies repeat.
 
