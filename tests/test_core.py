@@ -124,6 +124,37 @@ def test_lstm_and_gru_compute_what_flax_cells_compute():
     np.testing.assert_allclose(out, reference, rtol=1e-6, atol=1e-6)
 
 
+def test_lstm_ablations_switch_off_exactly_one_mechanism():
+  # The ablation cell with both switches on computes flax's LSTMCell, with its parameters.
+  cell = core._AblatedLSTMCell(8)  # pylint: disable=protected-access
+  full = _init(nn.RNN(cell), SEQS)
+  reference = _apply(nn.RNN(nn.LSTMCell(8)), full, SEQS)
+  np.testing.assert_allclose(_apply(nn.RNN(cell), full, SEQS), reference, rtol=1e-6, atol=1e-6)
+  p = full["params"]["cell"]
+  # Gates fixed open: c_t = c_{t-1} + tanh(W x + U h + b), h_t = tanh(c_t); only the candidate's weights exist.
+  ungated = core.LSTM(features=8, gated=False)
+  v = _init(ungated, SEQS)
+  assert set(v["params"]["cell_0"]) == {"ig", "hg"}
+  v = {"params": {"cell_0": {"ig": p["ig"], "hg": p["hg"]}}}
+  c = h = np.zeros((SEQS.shape[0], 8), np.float32)
+  for t in range(SEQS.shape[1]):
+    c = c + np.tanh(SEQS[:, t] @ p["ig"]["kernel"] + h @ p["hg"]["kernel"] + p["hg"]["bias"])
+    h = np.tanh(c)
+  out = _apply(ungated, v, SEQS)
+  np.testing.assert_allclose(out[:, -1], h, rtol=1e-5, atol=1e-5)
+  # No self-connection of the cell: c_t = i * g (no forget gate), h_t = o * tanh(c_t).
+  nomem = core.LSTM(features=8, memory_cell=False)
+  assert set(_init(nomem, SEQS)["params"]["cell_0"]) == {"ii", "hi", "ig", "hg", "io", "ho"}
+  v = {"params": {"cell_0": {k: p[k] for k in ("ii", "hi", "ig", "hg", "io", "ho")}}}
+  sig = lambda z: 1 / (1 + np.exp(-z))
+  pre = lambda k, x, h: x @ p["i" + k]["kernel"] + h @ p["h" + k]["kernel"] + p["h" + k]["bias"]
+  h = np.zeros((SEQS.shape[0], 8), np.float32)
+  for t in range(SEQS.shape[1]):
+    x = SEQS[:, t]
+    h = sig(pre("o", x, h)) * np.tanh(sig(pre("i", x, h)) * np.tanh(pre("g", x, h)))
+  np.testing.assert_allclose(_apply(nomem, v, SEQS)[:, -1], h, rtol=1e-5, atol=1e-5)
+
+
 def test_elman_is_tanh_of_affine_recurrence_with_head_on_last_step():
   variables, _, logits = _case("elman_cls")
   p = variables["params"]

@@ -53,6 +53,26 @@ def test_parameters_are_v_cycles_without_lifting_or_projection(tiny_2d):
   assert boxed.names == (None, None, "conv_in", "conv_out")
 
 
+def test_ablation_and_per_step_operator_flags():
+  x = _x((2, 16, 16, 1))
+  names = lambda **kw: set(nn.unbox(jax.eval_shape(mgno.VCycleConv(4, levels=3, impl="xla", **kw).init,
+                                                   jax.random.key(0), x))["params"])
+  # No coarse-grid correction: every smoothing step on the finest grid, no R, no P, no coarser A or S.
+  assert names(pre_smooth=(1, 1, 2), coarse_correction=False) == {"A_0", "S_0_0", "S_0_1", "S_0_2", "S_0_3"}
+  # A new A for each smoothing step after the first (the authors' code); the level's residual keeps A_l.
+  shared = names(pre_smooth=(1, 2, 2))
+  assert names(pre_smooth=(1, 2, 2), share_operator=False) == shared | {"A_1_1", "A_2_1"}
+  # With one step per level the two are the same operator.
+  a, b = mgno.VCycleConv(4, levels=3, impl="xla"), mgno.VCycleConv(4, levels=3, impl="xla", share_operator=False)
+  v = jax.jit(a.init)(jax.random.key(0), x)
+  np.testing.assert_array_equal(jax.jit(a.apply)(v, x), jax.jit(b.apply)(v, x))
+  # Without the coarse-grid correction the operator is local: a far input node does not reach the centre.
+  local = mgno.VCycleConv(4, levels=3, pre_smooth=(1, 1, 2), coarse_correction=False, impl="xla")
+  vl = jax.jit(local.init)(jax.random.key(0), x)
+  g = jax.jit(jax.grad(lambda x: local.apply(vl, x)[0, 8, 8].sum()))(x)
+  assert float(g[0, 0, 0, 0]) == 0.0 and float(jnp.abs(g[0, 6:11, 6:11]).sum()) > 0
+
+
 def test_presets():
   x = jnp.zeros((1, 64, 64, 1))
   variables = jax.eval_shape(mgno.PRESETS["darcy"](impl="xla").init, jax.random.key(0), x)

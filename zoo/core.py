@@ -21,7 +21,8 @@ Public names:
 
   - :class:`ElmanRNN` (``nn.SimpleCell``, h_t = tanh(W x_t + U h_{t-1} + b); Elman, 1990),
   - :class:`LSTM` (``nn.OptimizedLSTMCell``; Hochreiter & Schmidhuber, 1997) with the forget-gate bias initialised
-    to ``forget_bias = 1`` (Gers et al., 2000; the review's recommendation), all other biases 0,
+    to ``forget_bias = 1`` (Gers et al., 2000; the review's recommendation), all other biases 0; ``gated=False``
+    fixes every gate open, ``memory_cell=False`` cuts the cell's self-connection (the two ablations),
   - :class:`GRU` (``nn.GRUCell``; Cho et al., 2014).
 
   Without ``num_classes`` they return every step's hidden state ``[batch, time, features]``; with it, logits
@@ -262,6 +263,55 @@ def _with_forget_bias(value: float):
   return set_bias
 
 
+class _AblatedLSTMCell(nn.RNNCellBase):
+  """The LSTM's equations with one of its two mechanisms switched off (the ablations of :class:`LSTM`).
+
+  ``gated=False`` fixes the input, forget and output gates open (``i = f = o = 1``):
+  ``c_t = c_{t-1} + tanh(W x_t + U h_{t-1} + b)``, ``h_t = tanh(c_t)``; the additive memory cell (the "constant
+  error carousel", Hochreiter & Schmidhuber, 1997) stays, but nothing decides what enters, stays or is shown.
+  ``memory_cell=False`` cuts the cell's self-connection (``c_t = i * g``, no ``f * c_{t-1}`` term), so the state
+  is carried only through ``h_t = o * tanh(c_t)`` and its recurrent weights, as in an Elman network; the gates
+  stay. Carry ``(c, h)`` and parameters (``i{i,f,g,o}`` input kernels, ``h{i,f,g,o}`` recurrent kernels with the
+  bias) as flax's ``nn.LSTMCell``, whose equations it computes with both switches on (checked in the tests).
+  """
+  features: int
+  gated: bool = True
+  memory_cell: bool = True
+  kernel_init: Any = nn.initializers.lecun_normal()
+  recurrent_kernel_init: Any = nn.initializers.orthogonal()
+  bias_init: Any = nn.initializers.zeros_init()
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, carry, inputs):
+    c, h = carry
+    dense = functools.partial(nn.Dense, self.features, dtype=self.dtype, param_dtype=self.param_dtype)
+
+    def pre(name):  # W x_t + U h_{t-1} + b for one gate (or the candidate), laid out as flax's LSTMCell
+      return (dense(use_bias=False, kernel_init=self.kernel_init, name=f"i{name}")(inputs)
+              + dense(kernel_init=self.recurrent_kernel_init, bias_init=self.bias_init, name=f"h{name}")(h))
+
+    g = jnp.tanh(pre("g"))
+    if self.gated:
+      i, o = nn.sigmoid(pre("i")), nn.sigmoid(pre("o"))
+      f = nn.sigmoid(pre("f")) if self.memory_cell else 0.0
+    else:
+      i = f = o = 1.0
+    new_c = f * c + i * g if self.memory_cell else i * g
+    new_h = o * jnp.tanh(new_c)
+    return (new_c, new_h), new_h
+
+  @nn.nowrap
+  def initialize_carry(self, rng, input_shape):
+    shape = tuple(input_shape[:-1]) + (self.features,)
+    return jnp.zeros(shape, self.param_dtype), jnp.zeros(shape, self.param_dtype)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
 class LSTM(_RecurrentEncoder):
   """Long short-term memory encoder with flax's ``nn.OptimizedLSTMCell``; attributes as :class:`ElmanRNN`, plus:
 
@@ -270,10 +320,23 @@ class LSTM(_RecurrentEncoder):
       review prescribe, so the cell remembers by default early in training. The input, cell and output gate biases
       start at 0. The cell itself is flax's, unchanged: the value is written into its parameters at
       initialisation with ``nn.map_variables``.
+    gated: True (default). False: the ablation of the gates, every gate fixed open (``i = f = o = 1``): the cell
+      keeps its additive memory ``c_t = c_{t-1} + tanh(W x_t + U h_{t-1} + b)``, ``h_t = tanh(c_t)``, but
+      cannot choose what to store, keep or read.
+    memory_cell: True (default). False: the ablation of the memory cell, ``c_t = i * g`` without the
+      ``f * c_{t-1}`` self-connection, so the state travels only through ``h`` and the recurrent weights (as in
+      an Elman network) while the gates stay. Either ablation uses a hand-written cell (:class:`_AblatedLSTMCell`)
+      with the same equations and no forget gate (fixed open, or absent with the self-connection), so
+      ``forget_bias`` is unused there.
   """
   forget_bias: float = 1.0
+  gated: bool = True
+  memory_cell: bool = True
 
   def _cell(self, name):
+    if not (self.gated and self.memory_cell):
+      return _AblatedLSTMCell(self.features, gated=self.gated, memory_cell=self.memory_cell, name=name,
+                              **self._inits())
     initializing = self.is_initializing()
     cell_cls = nn.map_variables(nn.OptimizedLSTMCell, "params",
                                 trans_out_fn=_with_forget_bias(self.forget_bias) if initializing else (lambda v: v),

@@ -7,14 +7,15 @@ Command::
 Data: ``darcy`` (recipes/datasets/pde.py), ``-div(a grad u) = 1`` on 32 x 32 interior nodes with FNO's
 piecewise-constant coefficients, 1000 training and 200 test samples, generated and cached on first use (~5 s).
 Model: ``mgno.MgNO`` with 4 MgNO layers of width 16 and 4 grid levels (32^2 -> 4^2), one pre-smoothing step per
-level, zero (Dirichlet) padding, field biases, and the authors' pointwise term; the relative-L2 loss (the paper's,
+level (so one ``A^l`` per level: ``share_operator`` makes no difference here), zero (Dirichlet) padding, field
+biases, and the authors' pointwise term; the relative-L2 loss (the paper's,
 ``datasets.pde.RelativeL2``), Adam with a cosine schedule.
 
 Expected result: test ``relative_l2`` at or below about 0.04 after 2000 steps (batch 16), roughly 15 minutes on a
 2-core CPU. Not measured end to end in the session that wrote this config (a shared 2-core machine); what was
 measured: a smaller MgNO (2 layers of width 8, 4 levels) reached 0.034-0.037 on 32^2 Darcy with 400 training
-samples after 600 steps of batch 8 (tests/papers/test_mgno.py's calibration). The authors' Darcy setting is the ``'darcy'`` preset of
-``zoo.mgno.PRESETS`` (5 layers of width 24, 5 levels with (1, 1, 1, 2, 2) smoothing steps, 64^2 grids):
+samples after 600 steps of batch 8 (tests/papers/test_mgno.py's calibration). The authors' Darcy setting is the
+``'darcy'`` preset of ``zoo.mgno.PRESETS`` (5 layers of width 24, 5 levels with (1, 1, 1, 2, 2) smoothing steps, 64^2 grids):
 ``--config.model.features=24 --config.model.num_layers=5 --config.model.levels=5
 --config.data.kwargs.resolution=64`` (and ``pre_smooth`` as in the preset).
 """

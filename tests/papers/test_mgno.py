@@ -9,10 +9,14 @@ Checked here (default, ~30 s of CPU):
 
 * Poisson ``-Laplacian u = f`` on 32^2 interior nodes, zero Dirichlet boundary, ``f`` a Gaussian random field,
   ``u`` from a sparse direct solve (``recipes/datasets/pde.py``), 400 train / 100 test. MgNO (one hidden layer of
-  width 8, 4 levels 32^2 -> 4^2, one smoothing step per level, the pointwise term) against a 6-layer 3x3 CNN of
-  width 12 with *more* parameters; both trained the same way (Adam 3e-3, cosine decay, relative-L2 loss, 300 steps
-  of batch 8). Measured test relative L2 (training seeds 0, 1): MgNO 0.070, 0.075; CNN 0.374, 0.383 (ratio ~0.19).
-  Asserted (seed 0): MgNO <= 0.6x the CNN's error (PAPERS.md), and MgNO < 0.2.
+  width 8, 4 levels 32^2 -> 4^2, one smoothing step per level, the pointwise term) against (a) its ablation, the
+  same MgNO with ``coarse_correction=False`` (its 4 smoothing steps on the 32^2 grid only: no restriction, no
+  coarse grids, no prolongation, so a local operator of the same depth; 745 parameters, since the coarse levels'
+  convolutions go with them) and (b) a 6-layer 3x3 CNN of width 12 with *more* parameters (5,461 vs 4,687); all
+  trained the same way (Adam 3e-3, cosine decay, relative-L2 loss, 300 steps of batch 8, training seed
+  ZOO_TEST_SEED). Measured test relative L2, offsets 0 / 1 / 2: MgNO 0.070 / 0.075 / (offset 2 not yet measured); single grid 0.447 / 0.438; CNN 0.374 (0.383 at
+  seed 1 in the earlier calibration).
+  Asserted: MgNO < 0.2, MgNO <= 0.6x the CNN's error (PAPERS.md) and <= 0.4x the ablation's.
 * One MgNO layer has d out(centre) / d in(corner) != 0 (a global receptive field); the CNN's is exactly 0.
 
 Deviation: the default test's MgNO uses a per-channel constant bias instead of the paper's bias *field* (one value
@@ -79,12 +83,19 @@ def _small_mgno(**kw):
   return mgno.MgNO(**{**dict(features=8, num_layers=1, levels=4, pre_smooth=1, bias="constant", impl="xla"), **kw})
 
 
-def test_mgno_beats_a_larger_cnn_on_poisson(poisson):
-  n_mg, err_mg = train_and_test(_small_mgno(), poisson, seed=0, steps=300, batch=8)
-  n_cnn, err_cnn = train_and_test(operators.CNN(features=12, num_layers=6), poisson, seed=0, steps=300, batch=8)
-  assert n_cnn >= n_mg, (n_cnn, n_mg)
-  assert err_mg < 0.2, err_mg
-  assert err_mg <= 0.6 * err_cnn, (err_mg, err_cnn)
+def test_mgno_beats_its_single_grid_ablation_and_a_larger_cnn_on_poisson(poisson, seed):
+  # Ablation: the same MgNO with coarse_correction=False (its smoothing steps on the finest grid only, no
+  # restriction or prolongation); baseline: a deeper, larger CNN. Same training for all three.
+  kw = dict(seed=seed, steps=300, batch=8)
+  n_mg, err_mg = train_and_test(_small_mgno(), poisson, **kw)
+  n_sg, err_sg = train_and_test(_small_mgno(coarse_correction=False), poisson, **kw)
+  n_cnn, err_cnn = train_and_test(operators.CNN(features=12, num_layers=6), poisson, **kw)
+  errs = {"mgno": err_mg, "single grid": err_sg, "cnn": err_cnn}
+  print(f"Poisson test relative L2 (seed {seed}): {errs}; parameters MgNO {n_mg}, single grid {n_sg}, CNN {n_cnn}")
+  assert n_cnn >= n_mg > n_sg, (n_cnn, n_mg, n_sg)
+  assert err_mg < 0.2, errs
+  assert err_mg <= 0.6 * err_cnn, errs  # PAPERS.md
+  assert err_mg <= 0.4 * err_sg, errs
 
 
 def test_one_layer_sees_the_whole_grid_a_cnn_does_not():
