@@ -8,7 +8,7 @@ Command::
 
   python -m zoo.recipes.train --config recipes/configs/boosting_diabetes_backprop.py --workdir /tmp/zoo-bp-diabetes
 
-Expected: test MSE ~0.52 (seed 0; 0.66 for seed 1) of the standardised target, against ~0.48 for GBNN; a few
+Expected: test MSE ~0.52 (seed 0; 0.66 for seed 1) of the standardised target, against ~0.48 for GBNN (L-BFGS stages); a few
 seconds on a laptop CPU.
 """
 

@@ -12,7 +12,10 @@ Formulas (``x, y`` the first two coordinates):
 * ``exp_sin``: ``exp(sin(pi x) + y^2)`` (the KAN paper's first toy example);
 * ``product``: ``x y``;
 * ``bessel_like``: ``sin(5 x) / (1 + 5 x^2)`` in one variable;
-* ``four_var``: ``exp((sin(pi (x1^2 + x2^2)) + sin(pi (x3^2 + x4^2))) / 2)`` (KAN paper, a deeper composition).
+* ``four_var``: ``exp((sin(pi (x1^2 + x2^2)) + sin(pi (x3^2 + x4^2))) / 2)`` (KAN paper, a deeper composition);
+* ``friedman1``: Friedman's (1991) regression benchmark (sklearn's ``make_friedman1`` without noise) on
+  ``u = (x + 1) / 2`` in ``[0, 1]^5``, divided by 5: ``(10 sin(pi u1 u2) + 20 (u3 - 1/2)^2 + 10 u4 + 5 u5) / 5``
+  (additive and interacting parts, a standard gradient-boosting benchmark).
 """
 
 from __future__ import annotations
@@ -52,6 +55,11 @@ def _four_var(x):
   return np.exp((np.sin(np.pi * (x[:, 0] ** 2 + x[:, 1] ** 2)) + np.sin(np.pi * (x[:, 2] ** 2 + x[:, 3] ** 2))) / 2)
 
 
+def _friedman1(x):
+  u = (x + 1.0) / 2.0
+  return (10 * np.sin(np.pi * u[:, 0] * u[:, 1]) + 20 * (u[:, 2] - 0.5) ** 2 + 10 * u[:, 3] + 5 * u[:, 4]) / 5.0
+
+
 FORMULAS: dict[str, tuple[int, Callable[[np.ndarray], np.ndarray]]] = {
     "fourier": (2, _fourier),
     "bump": (2, _bump),
@@ -60,6 +68,7 @@ FORMULAS: dict[str, tuple[int, Callable[[np.ndarray], np.ndarray]]] = {
     "product": (2, _product),
     "bessel_like": (1, _bessel_like),
     "four_var": (4, _four_var),
+    "friedman1": (5, _friedman1),
 }
 
 

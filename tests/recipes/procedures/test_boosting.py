@@ -37,7 +37,8 @@ def _proc(regression=False, optimizer=None, **kw):
   k = 1 if regression else 3
   task = tasks.Regression() if regression else tasks.Classification(input_key="x")
   model = boosted.BoostedNet(k, num_stages=T, stage_units=J)
-  kw = {"stage_steps": STAGE_STEPS, "subsample": 1.0, "shrinkage": 0.5, **kw}
+  # Adam fits the stages here (cheap to compile); the L-BFGS default is tested in test_lbfgs_fits_a_stage.
+  kw = {"stage_steps": STAGE_STEPS, "subsample": 1.0, "shrinkage": 0.5, "solver": "optimizer", **kw}
   return boosting.GradientBoosting(model=model, task=task, optimizer=optimizer or optax.adam(0.05), **kw)
 
 
@@ -283,7 +284,7 @@ def test_stage_fits_the_pseudo_residuals_and_training_loss_falls(reg_run):
 def test_pretrain_phase_trains_the_trunk_then_freezes_it():
   model = boosted.BoostedNet(3, num_stages=2, stage_units=1, trunk=core.MLP((8, 4)))
   proc = boosting.GradientBoosting(model=model, task=tasks.Classification(input_key="x"), optimizer=optax.adam(0.05),
-                                   stage_steps=3, trunk_steps=3, subsample=0.5)
+                                   stage_steps=3, trunk_steps=3, subsample=0.5, solver="optimizer")
   proc, _, states, _ = _run(proc, _jnp(_data()))
   trunk = lambda s: jax.tree.leaves(s.params["trunk"])
   changed = [not np.allclose(a, b) for a, b in zip(trunk(states[0]), trunk(states[3]))]
@@ -296,7 +297,8 @@ def test_pretrain_phase_trains_the_trunk_then_freezes_it():
 
 @pytest.mark.slow  # compiling the zoom line search inside the step takes a while on a loaded CPU
 def test_lbfgs_fits_a_stage():
-  proc = _proc(regression=True, optimizer=optax.lbfgs(), stage_steps=4)
+  proc = _proc(regression=True, solver="lbfgs", stage_steps=4)
+  assert boosting.GradientBoosting.solver == "lbfgs"  # the default
   batch = _jnp(_data(regression=True))
   init = jax.jit(lambda rng, b: nn.unbox(proc.init(rng, b)))
   step = jax.jit(proc.step)
@@ -309,9 +311,26 @@ def test_lbfgs_fits_a_stage():
   assert all(b < a for a, b in zip(fit, fit[1:])) and fit[-1] < 0.85 * fit[0], losses
 
 
+def test_one_subsample_per_stage():
+  """The stage's subsample is a function of (example, stage): the same at every step whatever the batch order,
+  a fresh draw for the next stage, about ``subsample`` of the examples."""
+  proc = _proc(subsample=0.5)
+  x = jnp.asarray(_data(400)["x"])
+  rng = jax.random.key(3)
+  keep = proc._subsample(rng, 1, x)  # pylint: disable=protected-access
+  perm = np.random.default_rng(0).permutation(400)
+  np.testing.assert_array_equal(proc._subsample(rng, 1, x[perm]), keep[perm])  # pylint: disable=protected-access
+  other = proc._subsample(rng, 2, x)  # pylint: disable=protected-access
+  assert 0.4 < float(keep.mean()) < 0.6 and 0.4 < float(other.mean()) < 0.6
+  assert 0.3 < float(jnp.mean(keep != other)) < 0.7  # independent draws disagree on about half the examples
+  np.testing.assert_array_equal(_proc(subsample=1.0)._subsample(rng, 1, x), 1.0)  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match="solver"):
+    _proc(solver="sgd")
+
+
 def test_fit_on_the_8_device_mesh_and_evaluate():
   data = _data(64)
-  proc_kw = {"stage_steps": 3, "subsample": 0.5, "shrinkage": 0.5}
+  proc_kw = {"stage_steps": 3, "subsample": 0.5, "shrinkage": 0.5, "solver": "optimizer"}
   model = boosted.BoostedNet(3, num_stages=2, stage_units=2)
   result = train.fit(model, data, task=tasks.Classification(input_key="x"), optimizer=optax.adam(0.05),
                      steps=1 + 2 * 4, batch_size=64, eval_data=data, procedure="boosting.GradientBoosting",
