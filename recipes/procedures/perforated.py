@@ -28,6 +28,9 @@ that decision needs held-out data between loop calls, so it is :func:`train_cycl
 ``run_loop`` calls (one per cycle) with a validation check after each, reverting to the state before a cycle that
 did not improve and stopping there.
 
+The mechanism flag ``train_dendrites`` (default True, the paper's method) switches the correlation training off: the
+ablation of ``tests/papers/test_perforated_bp.py`` (dendrites added and switched in, but random and never trained).
+
 Deviations from the paper and the reference: phase lengths are fixed step counts (the reference switches when
 validation plateaus); one candidate dendrite per neuron and phase (the reference's default, ``global_candidates=1``);
 the correlation uses means over the batch (the same direction as the reference's sums, any batch size).
@@ -167,6 +170,9 @@ class PerforatedBackprop:
     dendrite_steps: steps of every dendrite phase.
     cycle_neuron_steps: steps of the neuron phase after each dendrite phase (0: ``neuron_steps``).
     num_cycles: dendrite cycles (0: the model's ``num_dendrites``).
+    train_dendrites: the mechanism (default True): dendrite phases train each candidate on the correlation S.
+      False is the ablation: the same schedule, but the dendrites keep their random initial weights (they are still
+      switched in, and the next neuron phase still learns their ``c_k``).
   """
   model: nn.Module
   task: Any
@@ -175,6 +181,7 @@ class PerforatedBackprop:
   dendrite_steps: int = 500
   cycle_neuron_steps: int = 0
   num_cycles: int = 0
+  train_dendrites: bool = True
 
   def __post_init__(self):
     if not isinstance(self.model, dendrites_lib.Perforated):
@@ -293,7 +300,10 @@ def dendrite_phase(proc: PerforatedBackprop, params, model_state, batch, rng, ac
   (score, _), grads = jax.value_and_grad(proc.dendrite_objective, has_aux=True)(
       params, model_state, batch, rng, active, errors)
   grads = jax.tree.map(jnp.negative, grads)  # the optimizer descends; the dendrites ascend S
-  return grads, candidate_mask(params, active), {"loss": task_loss, "correlation": score}
+  mask = candidate_mask(params, active)
+  if not proc.train_dendrites:  # the ablation: the candidate keeps its random initial weights
+    mask = jax.tree.map(jnp.zeros_like, mask)
+  return grads, mask, {"loss": task_loss, "correlation": score}
 
 
 # ------------------------------------------------------------------------------------------------ the cycles
