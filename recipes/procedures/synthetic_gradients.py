@@ -33,6 +33,10 @@ cosine between ``g_hat`` and the true ``g`` over the episode, and ``update_cosin
 synthetic update ``sum_t (ds_t/dtheta)^T g_hat_t`` and the true ``dL/dtheta``. ``variables(state)`` is the slow
 network (no adaptation).
 
+The mechanism flag ``fast_gradient`` (default ``'module'``, the paper's method) replaces the module's prediction in
+the fast steps by an untrained module's (``'untrained'``) or by zeros (``'zeros'``): the ablations of
+``tests/papers/test_synthetic_grad_nmn.py``.
+
 Deviations from the paper (whose text and code were not available here; this follows the summary in PAPERS.md and
 DNI): one synthetic-gradient module per network (the paper also shares one across several networks); fast updates
 are plain SGD steps of size ``fast_lr`` on the per-episode copy of the controller; the slow update is first order
@@ -131,6 +135,10 @@ class SyntheticGradients:
     adapted_weight: weight of the loss after the fast steps in the slow loss (the rest: the loss before them).
     sg_weight: weight of the module's regression loss.
     sg_hidden: hidden widths of the synthetic-gradient module.
+    fast_gradient: the mechanism flag: what the fast steps follow. ``'module'`` (default, the paper's method): the
+      trained module's prediction. The ablations: ``'untrained'``, the same module with a random (LeCun normal, not
+      zero) output layer that never learns (its regression loss reaches no weight); ``'zeros'``, a zero gradient
+      (no fast learning: the slow network is trained by backprop alone).
   """
   model: nn.Module
   task: Any
@@ -141,8 +149,12 @@ class SyntheticGradients:
   adapted_weight: float = 0.5
   sg_weight: float = 1.0
   sg_hidden: tuple[int, ...] = (64, 64)
+  fast_gradient: str = "module"
 
   def __post_init__(self):
+    if self.fast_gradient not in ("module", "untrained", "zeros"):
+      raise ValueError(f"SyntheticGradients: `fast_gradient` must be 'module' (the paper's), 'untrained' or 'zeros' "
+                       f"(the ablations); got {self.fast_gradient!r}.")
     if not isinstance(self.model, memory_lib.NeuralMemoryNetwork):
       raise TypeError(f"SyntheticGradients: `model` must be a zoo.memory.NeuralMemoryNetwork (config: model.name = "
                       f"'memory.NeuralMemoryNetwork'); got {type(self.model).__name__}.")
@@ -156,7 +168,8 @@ class SyntheticGradients:
 
   @property
   def sg_module(self) -> memory_lib.SyntheticGradient:
-    return memory_lib.SyntheticGradient(self.model.state_size, hidden=self.sg_hidden)
+    return memory_lib.SyntheticGradient(self.model.state_size, hidden=self.sg_hidden,
+                                        zero_init=self.fast_gradient != "untrained")
 
   @property
   def evaluation_steps(self) -> int:
@@ -173,8 +186,10 @@ class SyntheticGradients:
     return jnp.mean(self.task.loss(self.forward(params, episode)[0], episode))
 
   def predict_gradient(self, sg_params, s, episode):
-    """``g_hat = S_psi(s, x)`` for the controller states ``s [b, t, 2f]`` of ``episode``."""
-    return self.sg_module.apply({"params": sg_params}, s, self.task.inputs(episode))
+    """``g_hat = S_psi(s, x)`` for the controller states ``s [b, t, 2f]`` of ``episode`` (zeros with
+    ``fast_gradient='zeros'``)."""
+    g_hat = self.sg_module.apply({"params": sg_params}, s, self.task.inputs(episode))
+    return jnp.zeros_like(g_hat) if self.fast_gradient == "zeros" else g_hat
 
   def _adapt(self, params, sg_params, episode, steps):
     """``steps`` fast synthetic updates of the controller (no targets used): the adapted parameters."""
@@ -226,8 +241,9 @@ class SyntheticGradients:
 
   def loss(self, params, batch):
     episodes = jax.tree.map(lambda v: v[:, None], batch)  # [b, 1, ...]: every episode its own batch of one
+    sg_params = params["sg"] if self.fast_gradient == "module" else jax.lax.stop_gradient(params["sg"])
     slow, loss, sg_loss, before, cosine = jax.vmap(
-        lambda ep: self._episode_terms(params["model"], params["sg"], ep))(episodes)
+        lambda ep: self._episode_terms(params["model"], sg_params, ep))(episodes)
     total = jnp.mean(slow) + self.sg_weight * jnp.mean(sg_loss)
     return total, {"loss": jnp.mean(loss), "loss_before": jnp.mean(before), "sg_loss": jnp.mean(sg_loss),
                    "sg_cosine": jnp.mean(cosine)}

@@ -10,6 +10,15 @@ fixed: the query loss without any fast step ("no fast update") and after fast st
 (the query targets are never used by them); the same with a randomly initialised (non-zero) module in place of the
 trained one; and the same network trained by plain backprop for the same number of steps (the baseline of the issue).
 
+Default test (``test_synthetic_gradients_against_untrained_module_and_backprop``, seed offset ``ZOO_TEST_SEED``):
+the small network trained three times for 250 steps: the method, the ablation (``fast_gradient='untrained'``: the
+same procedure whose fast steps follow a random module that never learns) and plain backprop (the baseline).
+Measured at seed 0 (same code in a script): method 3.932 -> 3.878 after 5 fast steps (alpha 0.3), cos(g_hat, g)
+0.461, update cosine 0.264; ablation 3.940 -> 4.009, cosines 0.021 / -0.005. Mutation check: making the fast
+update follow zeros instead of the module's prediction (``synthetic_update``) makes the fast step a no-op, so
+``loss < loss_before`` fails. Seeds 1 / 2 and the backprop numbers: see the note of this change (the calibration
+runs did not finish before the deadline on the loaded machine; earlier measurements below).
+
 Claims checked (PAPERS.md's summary of the paper), and what holds here:
 
 1. The trained module predicts the true gradient: held-out cos(g_hat, dL/ds_t). PAPERS.md asks for >= 0.5;
@@ -67,11 +76,14 @@ def _model(features, slots):
   return memory.NeuralMemoryNetwork(1, features=features, num_slots=slots, slot_size=slots)
 
 
-def _run(mesh, *, seed, steps, batch_size, features, slots, fast_lr, evals, n_test, backprop, adapted_weight=0.5):
+def _run(mesh, *, seed, steps, batch_size, features, slots, fast_lr, evals, n_test, backprop, adapted_weight=0.5,
+         ablation=False):
   """Trains with fast & slow learning (and by plain backprop); returns held-out means over the test episodes.
 
   ``evals``: ``[(fast steps, fast lr)]`` at evaluation. Returns ``{('trained' | 'random', steps, lr): metrics}``
-  (metrics: ``loss`` after the fast steps, ``loss_before``, ``sg_cosine``, ``update_cosine``) and ``'backprop'``.
+  (metrics: ``loss`` after the fast steps, ``loss_before``, ``sg_cosine``, ``update_cosine``), ``'backprop'`` and,
+  with ``ablation``, ``('ablation', steps, lr)``: the same procedure trained with ``fast_gradient='untrained'`` (the
+  fast steps follow a random module that never learns), evaluated the same way.
   """
   train_data, test_data = _data(seed, n_test)
   model = _model(features, slots)
@@ -82,14 +94,24 @@ def _run(mesh, *, seed, steps, batch_size, features, slots, fast_lr, evals, n_te
   proc = sgr.SyntheticGradients(model=model, task=task, optimizer=optax.adam(1e-3), **kw)
   test = {k: jnp.asarray(v) for k, v in test_data.items()}
   # A random module: DNI's architecture with a non-zero (LeCun normal) output layer, untrained.
+  states = [("trained", fs.state)]
   random_sg = memory.SyntheticGradient(model.state_size, hidden=proc.sg_hidden, zero_init=False).init(
       jax.random.key(seed + 1000), jnp.zeros((1, SHOTS + QUERIES, model.state_size)), test["x"][:1])["params"]
-  random_state = fs.state.replace(params={**fs.state.params, "sg": nn.unbox(random_sg)})
+  if not ablation:  # the ablation run has its own untrained module; otherwise one is swapped in here
+    states.append(("random", fs.state.replace(params={**fs.state.params, "sg": nn.unbox(random_sg)})))
   out = {}
   for fast_steps, lr in evals:
     evaluate = jax.jit(dataclasses.replace(proc, eval_fast_steps=fast_steps, fast_lr=lr).evaluate)
-    for name, state in [("trained", fs.state), ("random", random_state)]:
+    for name, state in states:
       out[name, fast_steps, lr] = {k: float(np.mean(v)) for k, v in evaluate(state, test).items()}
+  if ablation:
+    abl_kw = dict(kw, fast_gradient="untrained")
+    abl = train.fit(model, train_data, task=task, optimizer=optax.adam(1e-3), steps=steps, batch_size=batch_size,
+                    procedure=sgr.SyntheticGradients, procedure_kwargs=abl_kw, mesh=mesh, seed=seed)
+    abl_proc = sgr.SyntheticGradients(model=model, task=task, optimizer=optax.adam(1e-3), **abl_kw)
+    for fast_steps, lr in evals:
+      evaluate = jax.jit(dataclasses.replace(abl_proc, eval_fast_steps=fast_steps, fast_lr=lr).evaluate)
+      out["ablation", fast_steps, lr] = {k: float(np.mean(v)) for k, v in evaluate(abl.state, test).items()}
   if backprop:
     bp = train.fit(model, train_data, task=task, optimizer=optax.adam(1e-3), steps=steps, batch_size=batch_size,
                    mesh=mesh, seed=seed, eval_data=test_data)
@@ -107,18 +129,20 @@ SMALL = dict(steps=250, batch_size=16, features=16, slots=8, fast_lr=0.1, n_test
 SMALL_EVAL = (5, 0.3)
 
 
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
-def test_synthetic_gradients_point_downhill(seed, single_device_mesh):
-  out = _run(single_device_mesh, seed=seed, evals=[SMALL_EVAL], backprop=False, **SMALL)
+def test_synthetic_gradients_against_untrained_module_and_backprop(seed, single_device_mesh):
+  """Full method vs the ablation (``fast_gradient='untrained'``: the same procedure, its fast steps following a
+  random module that never learns) vs the baseline (plain backprop of the same network, same steps)."""
+  out = _run(single_device_mesh, seed=seed, evals=[SMALL_EVAL], backprop=True, ablation=True, **SMALL)
   _report(f"small seed {seed}", out)
-  trained, random = out[("trained", *SMALL_EVAL)], out[("random", *SMALL_EVAL)]
-  # 1. The module predicts the true dL/ds_t, a random one does not ...
-  assert trained["sg_cosine"] >= 0.3 and abs(random["sg_cosine"]) <= 0.1
-  # 2. ... the fast update it makes follows the true dL/dtheta, a random module's is uncorrelated with it ...
-  assert trained["update_cosine"] >= 0.15 and abs(random["update_cosine"]) <= 0.1
-  # 3. ... and fast steps along it lower the held-out query loss of the same slow weights (a little: the network
-  # is still near the constant predictor here; the slow test measures the trained network).
+  trained, ablation = out[("trained", *SMALL_EVAL)], out[("ablation", *SMALL_EVAL)]
+  # 1. The module predicts the true dL/ds_t, the untrained one does not ...
+  assert trained["sg_cosine"] >= 0.3 and abs(ablation["sg_cosine"]) <= 0.1
+  # 2. ... the fast update it makes follows the true dL/dtheta, the untrained module's is uncorrelated with it ...
+  assert trained["update_cosine"] >= 0.15 and abs(ablation["update_cosine"]) <= 0.1
+  # 3. ... fast steps along it lower the held-out query loss of the same slow weights (a little: the network is
+  # still near the constant predictor here), and end below the ablation's fast-adapted network.
   assert trained["loss"] < trained["loss_before"]
+  assert trained["loss"] < ablation["loss"]
 
 
 @pytest.mark.slow
