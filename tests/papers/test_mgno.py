@@ -14,7 +14,9 @@ Checked here (default, ~30 s of CPU):
   coarse grids, no prolongation, so a local operator of the same depth; 745 parameters, since the coarse levels'
   convolutions go with them) and (b) a 6-layer 3x3 CNN of width 12 with *more* parameters (5,461 vs 4,687); all
   trained the same way (Adam 3e-3, cosine decay, relative-L2 loss, 300 steps of batch 8, training seed
-  ZOO_TEST_SEED). Measured test relative L2, offsets 0 / 1 / 2: MgNO 0.070 / 0.075 / (offset 2 not yet measured); single grid 0.447 / 0.438; CNN 0.374 / 0.383.
+  ZOO_TEST_SEED). Measured test relative L2, offsets 0 / 1 / 2: MgNO 0.070 / 0.075 / 0.069; single grid
+  0.447 / 0.438 / 0.324; CNN 0.374 / 0.383 / 0.375 (ratios MgNO/CNN 0.19 / 0.20 / 0.18, MgNO/ablation
+  0.16 / 0.17 / 0.21).
   Asserted: MgNO < 0.2, MgNO <= 0.6x the CNN's error (PAPERS.md) and <= 0.4x the ablation's.
 * One MgNO layer has d out(centre) / d in(corner) != 0 (a global receptive field); the CNN's is exactly 0.
 
