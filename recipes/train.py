@@ -63,12 +63,6 @@ _log = logging.getLogger(__name__)
 # -------------------------------------------------------------------------------------------------------- config
 
 
-# Trainer keys with their defaults that ``base_config()`` does not list yet (they belong there; they are added here
-# so that configs may set them): what a non-finite loss does, and whether a resume may change a steps-dependent
-# learning-rate schedule.
-_TRAINER_DEFAULTS = {"stop_on_nonfinite": True, "allow_schedule_change": False}
-
-
 class NonFiniteLossError(FloatingPointError):
   """A training metric (loss, gradient norm ...) became NaN or infinite; the run stopped before saving the state."""
 
@@ -80,9 +74,6 @@ def _positive_int(value) -> bool:
 def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fills defaults from ``base_config()`` and rejects unknown keys (with the valid ones listed)."""
   base = base_config()
-  for key, value in _TRAINER_DEFAULTS.items():
-    if key not in base:
-      base[key] = value
   given = config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
   def merge(base_block, given_block, path):
@@ -588,31 +579,7 @@ def main(argv) -> None:
     # metrics.jsonl and the lines it prints. Pass -v 0 to see INFO logs again.
     from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
     absl_logging.set_verbosity(absl_logging.WARNING)
-  config = f.config
-  if _EXTRA_OVERRIDES:
-    with config.unlocked():
-      for key, value in _EXTRA_OVERRIDES.items():
-        config[key] = value
-  train_and_evaluate(config, f.workdir)
-
-
-_EXTRA_OVERRIDES: dict[str, bool] = {}
-
-
-def _pop_trainer_overrides(argv: list[str]) -> list[str]:
-  """Takes ``--config.<key>=...`` of the keys in ``_TRAINER_DEFAULTS`` off the command line (config_flags only
-  accepts overrides of keys the config file defines, and ``base_config()`` does not list these yet)."""
-  kept = []
-  for arg in argv:
-    key = next((k for k in _TRAINER_DEFAULTS if arg.split("=", 1)[0] == f"--config.{k}"), None)
-    if key is None:
-      kept.append(arg)
-      continue
-    value = arg.split("=", 1)[1].strip().lower() if "=" in arg else "true"
-    if value not in ("true", "false", "1", "0"):
-      raise SystemExit(f"{arg}: expected True or False.")
-    _EXTRA_OVERRIDES[key] = value in ("true", "1")
-  return kept
+  train_and_evaluate(f.config, f.workdir)
 
 
 def _define_flags():
@@ -631,5 +598,4 @@ def _define_flags():
 if __name__ == "__main__":
   from absl import app  # pylint: disable=g-import-not-at-top
   _define_flags()
-  sys.argv = _pop_trainer_overrides(sys.argv)
   app.run(main)

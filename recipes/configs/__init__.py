@@ -47,4 +47,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
   c.progress_bar = True
+  c.stop_on_nonfinite = True     # a NaN/inf training metric stops the run before a bad state is checkpointed
+  c.allow_schedule_change = False  # a resume may change `steps` under a steps-dependent schedule (cosine ...)
   return c

@@ -350,10 +350,8 @@ def test_resume_around_metrics_and_steps(tmp_path, capfd):
   assert open(metrics).read() == before
 
 
-def test_cli_takes_the_new_trainer_keys_off_argv(monkeypatch):
-  monkeypatch.setattr(train, "_EXTRA_OVERRIDES", {})
-  kept = train._pop_trainer_overrides(  # pylint: disable=protected-access
-      ["train.py", "--config=c.py", "--config.allow_schedule_change=True", "--config.stop_on_nonfinite=false",
-       "--config.steps=3"])
-  assert kept == ["train.py", "--config=c.py", "--config.steps=3"]
-  assert train._EXTRA_OVERRIDES == {"allow_schedule_change": True, "stop_on_nonfinite": False}  # pylint: disable=protected-access
+def test_the_new_trainer_keys_are_base_config_keys():
+  """``--config.stop_on_nonfinite`` / ``--config.allow_schedule_change`` are ordinary overridable config keys."""
+  from zoo.recipes.configs import base_config  # pylint: disable=g-import-not-at-top
+  config = base_config()
+  assert config.stop_on_nonfinite is True and config.allow_schedule_change is False
