@@ -13,11 +13,19 @@ trained one; and the same network trained by plain backprop for the same number 
 Default test (``test_synthetic_gradients_against_untrained_module_and_backprop``, seed offset ``ZOO_TEST_SEED``):
 the small network trained three times for 250 steps: the method, the ablation (``fast_gradient='untrained'``: the
 same procedure whose fast steps follow a random module that never learns) and plain backprop (the baseline).
-Measured at seed 0 (same code in a script): method 3.932 -> 3.878 after 5 fast steps (alpha 0.3), cos(g_hat, g)
-0.461, update cosine 0.264; ablation 3.940 -> 4.009, cosines 0.021 / -0.005. Mutation check: making the fast
-update follow zeros instead of the module's prediction (``synthetic_update``) makes the fast step a no-op, so
-``loss < loss_before`` fails. Seeds 1 / 2 and the backprop numbers: see the note of this change (the calibration
-runs did not finish before the deadline on the loaded machine; earlier measurements below).
+Measured, seed offsets 0 / 1 / 2 (held-out query MSE before -> after 5 fast steps at alpha 0.3):
+
+  method      3.932 -> 3.878 / 4.095 -> 4.084 / 3.755 -> 3.687   cos(g_hat, g) 0.461 / 0.495 / 0.449, update 0.264 / 0.247 / 0.183
+  ablation    3.940 -> 4.009 / 4.092 -> 4.337 / 3.754 -> 3.885   cos -0.008..0.021, update -0.005..0.008
+  backprop    3.936 / 4.094 / 3.755
+
+So the fast-adapted method ends below the ablation at every seed (asserted) and a little below plain backprop
+(by 1.5% / 0.3% / 1.8%: too thin to assert; the network is still near the constant predictor, E[A^2] / 2 ~ 4.2).
+The "fast steps lower the loss" assertion has a thin margin at seed 1 (-0.3%). Mutation check: making the fast
+update follow zeros instead of the module's prediction (``synthetic_update``) makes the fast step a no-op (measured
+loss - loss_before = 0.0, update cosine 0.0), so ``loss < loss_before`` and the update-cosine bar fail. Cost:
+~120 s of CPU per run of this test on the loaded 2-core machine (three trainings and two evaluation compiles), well
+over the ~30 s target.
 
 Claims checked (PAPERS.md's summary of the paper), and what holds here:
 
