@@ -39,9 +39,11 @@ GBNN 0.965 (half the units 0.965) vs backprop grid 0.953; diabetes GBNN MSE 0.47
 0.572. With L-BFGS (200 steps per stage, the configs): breast cancer 0.947, diabetes 0.478 (seed 0). The slow
 tests' L-BFGS numbers are in the note of this change.
 
-Not reproduced at this scale: on the 10-class digits (1347 train, 64 features) GBNN with T = 30 single units stays
-well below backprop of the same 30-unit net (``test_digits_gap``, slow, documents it); one logistic unit per stage
-carries too little for 10 output logits in 30 stages (the paper uses up to 200+ units and tunes eta and J).
+Digits (10 classes, 1347 train, 64 features, T = 30 single units, slow ``test_digits_gap``, seed 0): with Adam
+stages GBNN reached 0.811 vs backprop 0.976 of the same 30-unit net; with the paper's L-BFGS stages (50 steps each)
+it reaches 0.951 vs 0.976, within 0.03. L-BFGS slow runs (seed 0 unless noted): diabetes GBNN MSE 0.480 vs the
+backprop grid 0.528 / 0.861 / 0.572; breast cancer seeds 1 / 2 GBNN 0.959 / 0.959 vs the best of the backprop grid
+0.971 / 0.959; diabetes seeds 1 / 2 0.482 / 0.479 vs best backprop 0.609 / 0.520.
 """
 
 import jax
@@ -183,7 +185,8 @@ def test_regression_diabetes(single_device_mesh):
 
 @pytest.mark.slow
 def test_digits_gap(single_device_mesh):
-  """Documents what did not reproduce: 10-class digits with 30 single-unit stages stays well below backprop."""
+  """10-class digits with 30 single-unit L-BFGS stages: GBNN learns it and stays within 0.05 of backprop of the same
+  30-unit net (measured 0.951 vs 0.976, seed 0; with Adam stages it was 0.811, a gap this test used to document)."""
   train_data, test_data, _ = _load("digits")
   flat = lambda d: {"x": d["image"].reshape(len(d["image"]), -1), "label": d["label"]}
   train_data, test_data = flat(train_data), flat(test_data)
@@ -191,8 +194,8 @@ def test_digits_gap(single_device_mesh):
   _, gb = _gbnn(train_data, test_data, task, 10, single_device_mesh, num_stages=30)
   _, bp = _backprop(train_data, test_data, task, 10, single_device_mesh, 1e-2, 300, num_units=30)
   print(f"digits: GBNN {gb.metrics['accuracy']:.4f}, backprop {bp.metrics['accuracy']:.4f}")
-  assert gb.metrics["accuracy"] > 0.7  # it learns ...
-  assert bp.metrics["accuracy"] - gb.metrics["accuracy"] > 0.03  # ... but stays clearly below backprop here
+  assert gb.metrics["accuracy"] > 0.92
+  assert bp.metrics["accuracy"] - gb.metrics["accuracy"] < 0.05  # a small gap remains (0.024 measured)
 
 
 @pytest.mark.slow
