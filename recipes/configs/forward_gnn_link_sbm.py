@@ -1,7 +1,7 @@
 r"""ForwardGNN link prediction: a 2-layer GCN learns layer by layer to tell held-out edges of a planted graph.
 
 Paper: "Forward Learning of Graph Neural Networks" (Park et al., ICLR 2024, arXiv 2403.11004), link prediction.
-Procedure ``zoo.recipes.procedures.forward_gnn.ForwardGNNLink`` (variant ``'sf'``, the reference's FL-CE models:
+Procedure ``zoo.recipes.procedures.forward_gnn_link.ForwardGNNLink`` (variant ``'sf'``, the reference's FL-CE models:
 each layer scores a node pair by the dot product of its own node embeddings and learns by binary cross-entropy,
 the training edges as positives and sampled non-edges as negatives, on the stop-gradient of the layer below; 200
 steps for layer 0, then 200 for layer 1; prediction: the mean of the layers' sigmoids). Model ``zoo.gnn.GNN`` (GCN,
@@ -36,8 +36,8 @@ def get_config():
   c.data.kwargs.num_graphs = 1
   c.data.batch_size = 1
   c.data.eval_batch_size = 1
-  c.task.name = "forward_gnn.LinkPrediction"
-  c.procedure.name = "forward_gnn.ForwardGNNLink"
+  c.task.name = "forward_gnn_link.LinkPrediction"
+  c.procedure.name = "forward_gnn_link.ForwardGNNLink"
   c.procedure.variant = "sf"
   c.procedure.layer_steps = 200
   c.procedure.learn_layers = True

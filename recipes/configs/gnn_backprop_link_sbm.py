@@ -1,7 +1,7 @@
 r"""The backprop baseline of ForwardGNN link prediction: the same 2-layer GCN trained end to end on held-out edges.
 
 Model ``zoo.gnn.GNN`` (GCN, 64 hidden, ReLU after both layers: the stack ``forward_gnn_link_sbm.py`` trains layer
-by layer), task ``forward_gnn.LinkPrediction`` (binary cross-entropy of the dot product ``h_u . h_v``, training
+by layer), task ``forward_gnn_link.LinkPrediction`` (binary cross-entropy of the dot product ``h_u . h_v``, training
 edges vs sampled non-edges; ROC-AUC on the test pairs), data ``sbm_links`` as ``forward_gnn_link_sbm.py``.
 ``--config.model.num_classes=64`` gives PyG's form (no ReLU on the last layer, the reference's baseline);
 ``--config.model.conv=mlp`` the graph-free baseline.
@@ -29,7 +29,7 @@ def get_config():
   c.data.kwargs.num_graphs = 1
   c.data.batch_size = 1
   c.data.eval_batch_size = 1
-  c.task.name = "forward_gnn.LinkPrediction"
+  c.task.name = "forward_gnn_link.LinkPrediction"
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 1e-3
   c.steps = 200

@@ -76,6 +76,7 @@ import pytest
 from zoo import gnn
 from zoo.recipes import data
 from zoo.recipes.procedures import forward_gnn as fg
+from zoo.recipes.procedures import forward_gnn_link as fgl
 from zoo.recipes import train
 
 HIDDEN = 64
@@ -101,7 +102,7 @@ def _auc(seed, mesh, procedure="backprop", conv="gcn", steps=200, **procedure_kw
   train_set, test_set, _ = _splits("sbm_links", seed)
   # num_classes=None: every layer is a ReLU GNNLayer, the stack ForwardGNNLink trains layer by layer.
   model = gnn.GNN(num_classes=None, hidden_features=HIDDEN, num_layers=2, conv=conv)
-  result = train.fit(model, train_set, task=fg.LinkPrediction(), procedure=procedure,
+  result = train.fit(model, train_set, task=fgl.LinkPrediction(), procedure=procedure,
                      procedure_kwargs=procedure_kwargs, optimizer=optax.adam(1e-3), steps=steps, batch_size=1,
                      eval_data=test_set, eval_batch_size=1, mesh=mesh, seed=seed)
   return result.metrics["auc"]
@@ -122,7 +123,7 @@ METHODS = {
                                       learn_layers=False),
     "ff_virtual_nodes": dict(FORWARD, variant="ff_virtual_nodes", steps=2000, layer_steps=1000),
 }
-LINK = dict(procedure=fg.ForwardGNNLink, steps=400, layer_steps=200)
+LINK = dict(procedure=fgl.ForwardGNNLink, steps=400, layer_steps=200)
 LINK_METHODS = {
     "backprop": dict(),
     "mlp": dict(conv="mlp"),

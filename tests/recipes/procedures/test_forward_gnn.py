@@ -11,6 +11,7 @@ import pytest
 
 from zoo import gnn
 from zoo.recipes.procedures import forward_gnn as fg
+from zoo.recipes.procedures import forward_gnn_link as fgl
 from zoo.recipes.datasets import graphs
 
 C = 3
@@ -153,18 +154,18 @@ def test_roc_auc_matches_the_rank_definition():
   scores = np.round(rng.normal(size=(2, 40)), 1)  # rounded: ties happen
   labels = (rng.random((2, 40)) < 0.5).astype(np.float32)
   mask = rng.random((2, 40)) < 0.8
-  got = fg.roc_auc(jnp.asarray(scores), jnp.asarray(labels), jnp.asarray(mask))
+  got = fgl.roc_auc(jnp.asarray(scores), jnp.asarray(labels), jnp.asarray(mask))
   for b in range(2):
     pos = scores[b][mask[b] & (labels[b] == 1)]
     neg = scores[b][mask[b] & (labels[b] == 0)]
     expected = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
     np.testing.assert_allclose(got[b], expected, rtol=1e-6)
-  np.testing.assert_allclose(fg.roc_auc(jnp.array([[1.0, 2.0]]), jnp.array([[1.0, 0.0]]), jnp.ones((1, 2))), [0.0])
-  np.testing.assert_allclose(fg.roc_auc(jnp.array([[1.0, 2.0]]), jnp.ones((1, 2)), jnp.ones((1, 2))), [0.5])
+  np.testing.assert_allclose(fgl.roc_auc(jnp.array([[1.0, 2.0]]), jnp.array([[1.0, 0.0]]), jnp.ones((1, 2))), [0.0])
+  np.testing.assert_allclose(fgl.roc_auc(jnp.array([[1.0, 2.0]]), jnp.ones((1, 2)), jnp.ones((1, 2))), [0.5])
 
 
 def test_link_prediction_task():
-  task = fg.LinkPrediction()
+  task = fgl.LinkPrediction()
   h = jnp.array([[[1.0, 0.0], [2.0, 1.0], [0.0, 3.0]]])
   batch = {"pairs": jnp.array([[[0, 1], [1, 2], [0, 2]]]), "pair_labels": jnp.array([[1.0, 1.0, 0.0]]),
            "pair_mask": jnp.array([[True, True, False]])}
@@ -209,11 +210,11 @@ def test_sbm_links_holds_out_edges(tiny_links):
 
 
 def _link_procedure(variant="sf", **kwargs):
-  return fg.ForwardGNNLink(model=gnn.GNN(hidden_features=8, num_layers=2), task=fg.LinkPrediction(),
+  return fgl.ForwardGNNLink(model=gnn.GNN(hidden_features=8, num_layers=2), task=fgl.LinkPrediction(),
                            optimizer=optax.adam(1e-2), variant=variant, **kwargs)
 
 
-@pytest.mark.parametrize("variant", fg.LINK_VARIANTS)
+@pytest.mark.parametrize("variant", fgl.LINK_VARIANTS)
 def test_link_layers_are_local(variant, tiny_links):
   batch = tiny_links["train"]
   proc = _link_procedure(variant)
@@ -252,7 +253,7 @@ def test_link_schedule_and_frozen_ablation(tiny_links):
 
 def test_link_short_run_through_the_trainer(tiny_links, single_device_mesh):
   arrays = {s: {k: np.asarray(v) for k, v in b.items()} for s, b in tiny_links.items()}
-  result = fg.link_train(gnn.GNN(hidden_features=8), arrays["train"], steps=60, procedure_kwargs={"layer_steps": 30},
+  result = fgl.link_train(gnn.GNN(hidden_features=8), arrays["train"], steps=60, procedure_kwargs={"layer_steps": 30},
                          optimizer=optax.adam(1e-2), eval_data=arrays["test"], mesh=single_device_mesh)
   assert set(result.metrics) == {"auc", "auc_layer_0", "auc_layer_1"}
   assert result.metrics["auc"] > 0.7  # a well-separated 3-community graph
@@ -265,7 +266,7 @@ def test_clear_errors():
   with pytest.raises(ValueError, match="`variant` must be one of"):
     _link_procedure("bp")
   with pytest.raises(TypeError, match="must be a zoo.gnn.GNN"):
-    fg.ForwardGNNLink(model=nn.Dense(3), task=fg.LinkPrediction(), optimizer=optax.adam(1e-3))
+    fgl.ForwardGNNLink(model=nn.Dense(3), task=fgl.LinkPrediction(), optimizer=optax.adam(1e-3))
   with pytest.raises(ValueError, match="val_fraction"):
     graphs.sbm_links(val_fraction=0.5, test_fraction=0.5)
   task = fg.NodeClassification()
