@@ -408,9 +408,12 @@ class Batches:
     batch_size: the global batch size.
     seed: shuffling seed.
     rows: the rows of the global batch to return (``sharding.process_rows``); all by default.
+    sampler: optional index sampler, ``sampler(step) -> indices [batch_size]`` into ``source``, a pure function of
+      the step (e.g. ``zoo.recipes.curriculum.CyclicalCurriculum``); it replaces the epoch permutations.
   """
 
-  def __init__(self, source, batch_size: int, *, seed: int, rows: slice = slice(None), shuffle: bool = True):
+  def __init__(self, source, batch_size: int, *, seed: int, rows: slice = slice(None), shuffle: bool = True,
+               sampler: Callable[[int], np.ndarray] | None = None):
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
       raise ValueError(f"batch size must be an integer >= 1; got {batch_size!r}.")
     if len(source) == 0:
@@ -419,9 +422,17 @@ class Batches:
       raise ValueError(f"batch size {batch_size} is larger than the split ({len(source)} examples).")
     self.source, self.batch_size, self.seed, self.rows, self.shuffle = source, batch_size, seed, rows, shuffle
     self.per_epoch = len(source) // batch_size
+    self.sampler = sampler
     self._epoch, self._perm = None, None
 
   def indices(self, step: int) -> np.ndarray:
+    if self.sampler is not None:
+      idx = np.asarray(self.sampler(int(step)), dtype=np.int64)
+      if idx.shape != (self.batch_size,) or (len(idx) and (idx.min() < 0 or idx.max() >= len(self.source))):
+        raise ValueError(f"the batch sampler returned indices of shape {idx.shape} (range [{idx.min(initial=0)}, "
+                         f"{idx.max(initial=0)}]) at step {step}; expected [{self.batch_size}] in "
+                         f"[0, {len(self.source)}).")
+      return idx
     epoch, i = divmod(int(step), self.per_epoch)
     if epoch != self._epoch:
       n = len(self.source)

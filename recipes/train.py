@@ -74,10 +74,12 @@ def _positive_int(value) -> bool:
 def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fills defaults from ``base_config()`` and rejects unknown keys (with the valid ones listed)."""
   base = base_config()
+  if "sampler" not in base.data:  # the batch sampler (zoo.recipes.curriculum.make_sampler); '' = shuffled epochs
+    base.data.sampler = ml_collections.ConfigDict({"name": ""})
   given = config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
   def merge(base_block, given_block, path):
-    open_blocks = ("model", "task", "procedure", "data.kwargs", "optimizer.kwargs")
+    open_blocks = ("model", "task", "procedure", "data.kwargs", "data.sampler", "optimizer.kwargs")
     for key, value in given_block.items():
       full = f"{path}{key}"
       if path.rstrip(".") in open_blocks:
@@ -391,7 +393,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   procedure = builders.make_procedure(config.procedure, model=model, task=task, optimizer=optimizer)
 
   batch_size = config.data.batch_size
-  batches = data_lib.Batches(sources[config.data.train_split], batch_size, seed=config.seed)
+  from zoo.recipes import curriculum  # pylint: disable=g-import-not-at-top
+  sampler = curriculum.make_sampler(config.data.sampler, source=sources[config.data.train_split],
+                                    batch_size=batch_size, seed=config.seed)
+  batches = data_lib.Batches(sources[config.data.train_split], batch_size, seed=config.seed, sampler=sampler)
   example = {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), sharding.device_dtype(v.dtype))
              for k, v in batches.source.__getitems__([0]).items()}
   trainer = Trainer(procedure, mesh, example)
@@ -503,7 +508,8 @@ def fit(model: nn.Module, train_data: Mapping[str, np.ndarray], *, task: Any = "
         optimizer: optax.GradientTransformation | Mapping[str, Any] | None = None, steps: int = 500,
         batch_size: int = 64, eval_data: Mapping[str, np.ndarray] | None = None, procedure: Any = "backprop",
         procedure_kwargs: Mapping[str, Any] | None = None, seed: int = 0, mesh=None, log_every: int = 0,
-        eval_batch_size: int | None = None, progress: bool = False, stop_on_nonfinite: bool = True) -> FitResult:
+        eval_batch_size: int | None = None, progress: bool = False, stop_on_nonfinite: bool = True,
+        sampler: Callable[[int], np.ndarray] | None = None) -> FitResult:
   """Trains ``model`` on arrays in memory with the same trainer and loop as a config run (no checkpoints).
 
   Args:
@@ -518,6 +524,8 @@ def fit(model: nn.Module, train_data: Mapping[str, np.ndarray], *, task: Any = "
     mesh: default: all devices, data parallel.
     log_every: record training metrics every this many steps (0: only at the end).
     stop_on_nonfinite: raise :class:`NonFiniteLossError` when a training metric becomes NaN or infinite.
+    sampler: optional ``sampler(step) -> indices [batch_size]`` into ``train_data`` replacing the shuffled epochs
+      (e.g. ``zoo.recipes.curriculum.CyclicalCurriculum``; see ``data.Batches``).
 
   Example::
 
@@ -540,7 +548,7 @@ def fit(model: nn.Module, train_data: Mapping[str, np.ndarray], *, task: Any = "
     procedure = builders.resolve_procedure(procedure)
   proc = procedure(model=model, task=task, optimizer=optimizer, **dict(procedure_kwargs or {}))
   mesh = sharding.make_mesh() if mesh is None else mesh
-  batches = data_lib.Batches(source, batch_size, seed=seed)
+  batches = data_lib.Batches(source, batch_size, seed=seed, sampler=sampler)
   example = {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), sharding.device_dtype(v.dtype))
              for k, v in source.arrays.items()}
   trainer = Trainer(proc, mesh, example)
