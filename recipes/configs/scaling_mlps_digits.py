@@ -1,0 +1,37 @@
+"""Scaling MLPs' recipe on sklearn digits: a B-MLP (B-4/Wi-128) with LAMB, label smoothing 0.3, +-1-pixel shifts and
+MixUp (alpha 0.8).
+
+Paper: "Scaling MLPs: A Tale of Inductive Bias" (Bachmann, Anagnostidis and Hofmann, 2023, arXiv 2306.13575). The
+augmentation is the ``augmented.Augmented`` procedure (``--config.procedure.augment=False`` is the ablation); the
+optimizer is ``optax.lamb`` and the smoothing is the classification task's ``optax.smooth_labels``.
+
+Command::
+
+  python -m zoo.recipes.train --config recipes/configs/scaling_mlps_digits.py --workdir /tmp/scaling_mlps_digits
+
+Expected result: MEASURED_RESULT
+"""
+
+import ml_collections
+
+from zoo.recipes.configs import base_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = base_config()
+  c.model = ml_collections.ConfigDict({"name": "mlp.BottleneckMLP", "num_classes": 10, "width": 128, "depth": 4,
+                                       "expansion": 4})
+  c.data.name = "digits"
+  c.data.batch_size = 64
+  c.task = ml_collections.ConfigDict({"name": "classification", "label_smoothing": 0.3})
+  c.optimizer.name = "lamb"
+  c.optimizer.learning_rate = 3e-3
+  c.optimizer.schedule = "warmup_cosine"
+  c.optimizer.warmup_steps = 50
+  c.optimizer.kwargs = ml_collections.ConfigDict({"weight_decay": 1e-4})
+  c.procedure = ml_collections.ConfigDict({"name": "augmented.Augmented", "shift": 1, "mixup_alpha": 0.8,
+                                           "flip": False, "augment": True})
+  c.steps = 1000
+  c.log_every = 100
+  c.checkpoint_every = 500
+  return c
