@@ -226,7 +226,8 @@ class CyclicalCurriculum:
 def make_sampler(block, *, source, batch_size: int, seed: int):
   """``data.sampler`` config block -> an index sampler over ``source`` (None for the default shuffling).
 
-  Fields: ``name`` (``''``: none, the other fields are ignored; ``'cyclical'``: :class:`CyclicalCurriculum`), ``kind``, ``lamda`` (the score,
+  Fields: ``name`` (``''``: none, the other fields are ignored; ``'sequential'``: the split in order, for
+  full-batch solvers; ``'cyclical'``: :class:`CyclicalCurriculum`), ``kind``, ``lamda`` (the score,
   :func:`score_samples`), ``input_key``/``target_key`` (the reference model's data: a logistic regression fitted on
   the training split, :func:`reference_losses`), and the schedule fields ``sp``, ``ep``, ``alpha``, ``direction``,
   ``cyclical``.
@@ -235,8 +236,13 @@ def make_sampler(block, *, source, batch_size: int, seed: int):
   name = cfg.pop("name", "")
   if not name:  # the other fields are kept but unused, so `--config.data.sampler.name=` runs the vanilla baseline
     return None
+  if name == "sequential":  # the split in order, batch after batch (full-batch solvers: batch_size = N)
+    if cfg:
+      raise ValueError(f"data.sampler 'sequential' takes no fields; got {sorted(cfg)}.")
+    n = len(source)
+    return lambda step: (np.arange(batch_size) + int(step) * batch_size) % n
   if name != "cyclical":
-    raise ValueError(f"data.sampler.name must be '' (none) or 'cyclical'; got {name!r}.")
+    raise ValueError(f"data.sampler.name must be '' (none), 'cyclical' or 'sequential'; got {name!r}.")
   kind, lamda = cfg.pop("kind", "easy"), cfg.pop("lamda", 1.0)
   input_key, target_key = cfg.pop("input_key", "image"), cfg.pop("target_key", "label")
   fields = {f.name for f in dataclasses.fields(CyclicalCurriculum)} - {"scores", "batch_size", "seed"}

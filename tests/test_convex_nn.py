@@ -1,0 +1,117 @@
+"""zoo.convex_nn: patterns (sampled and enumerated), the ADMM solver, recovery, the network module, errors."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from zoo import convex_nn as cn
+from zoo.recipes import sharding
+
+
+def _data(n=12, d=2, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  y = (np.maximum(x @ rng.normal(size=(d, 2)), 0) @ np.array([1.0, -1.0])).astype(np.float32)
+  return x, y
+
+
+def test_enumeration_finds_every_pattern_sampling_finds():
+  x, _ = _data(20)
+  exact = cn.enumerate_patterns_2d(x)
+  assert exact.shape == (20, 40) and exact.dtype == bool
+  assert len({c.tobytes() for c in exact.T}) == 40  # distinct
+  sampled = cn.sample_patterns(x, 3000, jax.random.key(0))
+  exact_set = {c.tobytes() for c in exact.T}
+  assert {c.tobytes() for c in sampled.T} <= exact_set and sampled.shape[1] >= 35
+  few = cn.sample_patterns(x, 5, jax.random.key(1), unique=False)
+  assert few.shape == (20, 5)
+
+
+def test_admm_solution_is_feasible_sparse_and_recovers_its_objective():
+  x, y = _data()
+  d = cn.enumerate_patterns_2d(x)
+  r = cn.admm_solve(x, y, d, 0.1, rho=0.3, iters=1500)
+  assert r.v.shape == r.w.shape == (d.shape[1], 2) and r.objective.shape == r.residual.shape == (1500,)
+  assert float(r.violation) < 1e-3 and float(r.residual[-1]) < 1e-3
+  assert float(r.objective[-1]) < float(r.objective[10])
+  u, alpha = cn.recover_network(r.v, r.w)
+  assert u.shape == (2, alpha.shape[0]) and 0 < alpha.shape[0] < 2 * d.shape[1]  # group-sparse
+  net = float(cn.network_objective(x, y, u, alpha, 0.1))
+  np.testing.assert_allclose(net, float(r.objective[-1]), rtol=1e-3)
+  relaxed = cn.scp_solve(x, y, d, 0.1, rho=0.3, iters=1500)
+  assert float(relaxed.objective[-1]) <= float(r.objective[-1]) + 1e-4  # a relaxation
+
+
+def test_admm_vmaps_over_targets():
+  x, y = _data()
+  d = cn.enumerate_patterns_2d(x)
+  ys = jnp.stack([y, 2 * y])
+  batched = jax.vmap(lambda t: cn.admm_solve(x, t, d, 0.1, iters=300).objective[-1])(ys)
+  single = [float(cn.admm_solve(x, t, d, 0.1, iters=300).objective[-1]) for t in ys]
+  np.testing.assert_allclose(np.asarray(batched), single, rtol=1e-4)
+
+
+def test_two_layer_relu_module_jit_vmap_sharded():
+  x, _ = _data(16, 3)
+  model = cn.TwoLayerReLU(width=8)
+  variables = model.init(jax.random.key(0), x)
+  out = model.apply(variables, x)
+  assert out.shape == (16,)
+  np.testing.assert_allclose(jax.jit(model.apply)(variables, x), out, rtol=1e-6)
+  per_row = jax.vmap(lambda r: model.apply(variables, r[None])[0])(x)
+  np.testing.assert_allclose(per_row, out, rtol=1e-5, atol=1e-6)
+  plain = nn.unbox(variables)
+  np.testing.assert_allclose(out, jax.nn.relu(x @ plain["params"]["u"]) @ plain["params"]["alpha"], rtol=1e-5)
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 4})
+  params = jax.device_put(plain, sharding.state_shardings(jax.eval_shape(model.init, jax.random.key(0), x), mesh))
+  xs = jax.device_put(x, sharding.batch_sharding(mesh))
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    sharded = jax.jit(model.apply)(params, xs)
+  np.testing.assert_allclose(sharded, out, rtol=1e-5, atol=1e-6)
+  assert len(sharded.sharding.device_set) == 8
+
+
+def test_bad_inputs():
+  x, y = _data()
+  d = cn.enumerate_patterns_2d(x)
+  with pytest.raises(ValueError, match="shape"):
+    cn.admm_solve(x, y[:5], d)
+  with pytest.raises(TypeError, match="floating"):
+    cn.admm_solve(x.astype(np.int32), y, d)
+  with pytest.raises(TypeError, match="boolean"):
+    cn.admm_solve(x, y, d.astype(np.float32))
+  with pytest.raises(ValueError, match="no activation pattern"):
+    cn.admm_solve(x, y, d[:, :0])
+  with pytest.raises(ValueError, match="beta"):
+    cn.admm_solve(x, y, d, 0.0)
+  with pytest.raises(ValueError, match="iters"):
+    cn.admm_solve(x, y, d, iters=0)
+  with pytest.raises(ValueError, match="empty batch"):
+    cn.sample_patterns(x[:0], 3, jax.random.key(0))
+  with pytest.raises(ValueError, match="num"):
+    cn.sample_patterns(x, 0, jax.random.key(0))
+  with pytest.raises(ValueError, match=r"\[n, 2\]"):
+    cn.enumerate_patterns_2d(np.zeros((4, 3), np.float32))
+  with pytest.raises(ValueError, match="shape"):
+    cn.recover_network(np.zeros((3, 2)), np.zeros((2, 2)))
+  with pytest.raises(TypeError, match="floating"):
+    cn.TwoLayerReLU().init(jax.random.key(0), np.zeros((2, 3), np.int32))
+
+
+def test_convex_procedure_through_fit(single_device_mesh):
+  from zoo.recipes import tasks, train  # pylint: disable=g-import-not-at-top
+  from zoo.recipes.procedures import convex_relu  # pylint: disable=g-import-not-at-top
+  x, y = _data(24)
+  kw = dict(task=tasks.Regression(), steps=6, batch_size=24, mesh=single_device_mesh, log_every=1,
+            sampler=lambda step: np.arange(24), procedure=convex_relu.ConvexReLU)
+  result = train.fit(cn.TwoLayerReLU(width=16), {"x": x, "y": y},
+                     procedure_kwargs=dict(num_patterns=8, beta=0.05, iters_per_step=100), **kw)
+  objectives = [r["train/objective"] for r in result.history]
+  assert objectives[-1] < objectives[0]
+  params = result.variables["params"]
+  net = float(cn.network_objective(x, y, params["u"], params["alpha"], 0.05))
+  np.testing.assert_allclose(net, objectives[-1], rtol=2e-2)  # the recovered net carries the convex objective
+  with pytest.raises(ValueError, match="width"):
+    train.fit(cn.TwoLayerReLU(width=10), {"x": x, "y": y}, procedure_kwargs=dict(num_patterns=8), **kw)
