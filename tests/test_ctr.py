@@ -129,11 +129,11 @@ def test_din_shapes_jit_vmap_l2_and_sum_pooling_base():
   assert out.shape == (6,) and out.dtype == jnp.float32
   np.testing.assert_allclose(jax.jit(model.apply)(variables, x), out, rtol=1e-5, atol=1e-6)
   stacked = jax.tree.map(lambda a: np.stack([a, a[::-1]]), x)
-  vm = jax.vmap(model.apply, in_axes=(None, 0))(variables, stacked)
+  vm = jax.jit(jax.vmap(model.apply, in_axes=(None, 0)))(variables, stacked)
   np.testing.assert_allclose(vm[0], out, rtol=1e-5, atol=1e-6)
-  _, cols = model.apply(variables, x, train=True, mutable=["batch_stats", "losses"])
+  _, cols = jax.jit(functools.partial(model.apply, train=True, mutable=["batch_stats", "losses"]))(variables, x)
   assert float(cols["losses"]["mba_l2"][0]) > 0
-  w = model.apply(variables, x, method=ctr.DIN.attention_weights)
+  w = jax.jit(functools.partial(model.apply, method=ctr.DIN.attention_weights))(variables, x)
   assert w.shape == (6, 5) and float(jnp.abs(w[x["hist_mask"] == 0]).max()) == 0.0
   base = ctr.EmbMLPBase(**DIN_KW)
   bv = base.init(jax.random.key(0), x)
@@ -183,20 +183,20 @@ def test_finalmlp_gates_start_at_identity_and_shapes_jit_vmap():
   ids = np.random.default_rng(4).integers(0, 4, size=(6, 3)).astype(np.int32)
   model = ctr.FinalMLP(V, embed_dim=4, mlp1=(8, 8), mlp2=(8, 4), gate_hidden=(8,), heads=2)
   variables = model.init(jax.random.key(0), ids)
-  g1, g2 = model.apply(variables, ids, method=ctr.FinalMLP.gates)
+  g1, g2 = jax.jit(functools.partial(model.apply, method=ctr.FinalMLP.gates))(variables, ids)
   assert g1.shape == (6, 3, 4)
   np.testing.assert_allclose(g1, 1.0)
   np.testing.assert_allclose(g2, 1.0)
   out = model.apply(variables, ids)
   assert out.shape == (6,)
   np.testing.assert_allclose(jax.jit(model.apply)(variables, ids), out, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(jax.vmap(model.apply, in_axes=(None, 0))(variables, ids[None])[0], out, rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(jax.jit(jax.vmap(model.apply, in_axes=(None, 0)))(variables, ids[None])[0], out,
+                             rtol=1e-5, atol=1e-6)
   ctx = ctr.FinalMLP(V, embed_dim=4, mlp1=(8,), mlp2=(8,), context1=(0,), context2=(1, 2))
-  cv = ctx.init(jax.random.key(0), ids)
+  cv = jax.eval_shape(ctx.init, jax.random.key(0), ids)
   assert cv["params"]["feature_selection"]["gate2_dense_0"]["kernel"].value.shape == (8, 64)
   dual = ctr.DualMLP(V, embed_dim=4, mlp1=(8,), mlp2=(8,))
-  dv = dual.init(jax.random.key(0), ids)
+  dv = jax.eval_shape(dual.init, jax.random.key(0), ids)
   assert "feature_selection" not in dv["params"] and "w3" not in dv["params"]["fusion"]
   with pytest.raises(ValueError, match="context field 3"):
     ctr.FinalMLP(V, context1=(3,)).init(jax.random.key(0), ids)
@@ -217,7 +217,7 @@ def test_sharded_forward_on_8_devices_shards_the_table_rows_over_fsdp():
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     out = jax.jit(model.apply)(variables, x)
   assert len(out.sharding.device_set) == 8
-  np.testing.assert_allclose(out, model.apply(jax.device_get(variables), ids), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(out, jax.jit(model.apply)(jax.device_get(variables), ids), rtol=1e-5, atol=1e-5)
 
 
 # -------------------------------------------------------------------------------------------- metrics, task
