@@ -19,7 +19,7 @@ import json
 import os
 from typing import Any
 
-__all__ = ["available", "load", "load_meta", "path"]
+__all__ = ["available", "load", "load_meta", "names", "path"]
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -27,6 +27,9 @@ _ROOT = os.path.dirname(os.path.abspath(__file__))
 def available() -> list[str]:
   """Names of the shipped checkpoints."""
   return sorted(d for d in os.listdir(_ROOT) if os.path.isfile(os.path.join(_ROOT, d, "meta.json")))
+
+
+names = available  # the same list under the name zoo.list_models / zoo.recipes.data.names use
 
 
 def path(name: str) -> str:

@@ -1009,7 +1009,7 @@ def attention(query, key, value, *, bias=None, mask=None, is_causal: bool = Fals
   """
   if impl not in ("auto", "pallas", "xla"):
     raise ValueError(f"attention: `impl` must be 'auto', 'pallas' or 'xla'; got {impl!r}.")
-  _check(query, key, value)
+  _check(query, key, value, bias, mask, dropout_rate)
   ref = functools.partial(reference, bias=bias, mask=mask, is_causal=is_causal, scale=scale,
                           dropout_rate=dropout_rate, dropout_rng=dropout_rng)
   if impl == "xla":
@@ -1039,7 +1039,14 @@ def attention(query, key, value, *, bias=None, mask=None, is_causal: bool = Fals
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _check(query, key, value):
+def _check(query, key, value, bias=None, mask=None, dropout_rate=0.0):
+  for name, x in (("query", query), ("key", key), ("value", value)):
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+      raise TypeError(f"attention: `{name}` must be an array [batch, length, heads, head_dim]; got "
+                      f"{type(x).__name__}.")
+    if not jnp.issubdtype(x.dtype, jnp.floating):  # integer logits would truncate the softmax to zeros
+      raise TypeError(f"attention: `{name}` must have a floating dtype; got {x.dtype} (shape {x.shape}). "
+                      "Cast it first, e.g. `x.astype(jnp.float32)`.")
   if query.ndim != 4 or key.ndim != 4 or value.ndim != 4:
     raise ValueError(
         "attention: `query`, `key`, `value` must have shape [batch, length, heads, head_dim] (rank 4); got "
@@ -1054,29 +1061,39 @@ def _check(query, key, value):
                      f"`query` {query.shape}; got {key.shape}.")
   if h % hk:
     raise ValueError(f"attention: the key/value heads ({hk}) must divide the query heads ({h}).")
+  full = (b, h, query.shape[1], tk)
+  for name, x in (("bias", bias), ("mask", mask)):
+    if x is not None and (jnp.ndim(x) > 4 or any(n not in (1, f) for n, f in zip(jnp.shape(x)[::-1], full[::-1]))):
+      raise ValueError(f"attention: `{name}` must be broadcastable to [batch, heads, q_length, kv_length] = "
+                       f"{list(full)}; got shape {jnp.shape(x)}.")
+  if isinstance(dropout_rate, (int, float)) and not 0.0 <= dropout_rate < 1.0:
+    raise ValueError(f"attention: `dropout_rate` must be in [0, 1); got {dropout_rate!r}.")
 
 
 def reference(query, key, value, *, bias=None, mask=None, is_causal: bool = False, scale: float | None = None,
               dropout_rate: float = 0.0, dropout_rng=None):
-  """Plain ``jnp`` attention; shapes as in the module docstring. Softmax in float32, output in query's dtype.
+  """Plain ``jnp`` attention; shapes as in the module docstring. Softmax in float32 (float64 for float64 inputs),
+  output in query's dtype.
 
   ``dropout_rate``/``dropout_rng`` drop entries of the attention weights (inverted dropout), as the Hopfield layers
   do on their association matrix. Fully masked rows attend uniformly, as in ``jax.nn.dot_product_attention``.
   """
-  _check(query, key, value)
+  _check(query, key, value, bias, mask, dropout_rate)
   b, tq, h, d = query.shape
   tk, hk = key.shape[1], key.shape[2]
   scale = d ** -0.5 if scale is None else scale
+  # float32 accumulation for 16/32-bit inputs; float64 inputs (under jax_enable_x64) get float64 arithmetic.
+  acc = jnp.promote_types(jnp.result_type(query, key, value), jnp.float32)
   q = query.reshape(b, tq, hk, h // hk, d)  # grouped-query: query heads grouped under their key/value head
-  logits = jnp.einsum("bqhgd,bkhd->bhgqk", q, key, preferred_element_type=jnp.float32) * scale
+  logits = jnp.einsum("bqhgd,bkhd->bhgqk", q, key, preferred_element_type=acc) * scale
   logits = logits.reshape(b, h, tq, tk)
   if bias is not None:
-    logits = logits + bias.astype(jnp.float32)
+    logits = logits + bias.astype(acc)
   if is_causal:
     causal = jnp.tril(jnp.ones((tq, tk), bool), k=tk - tq)  # bottom-right aligned, as jax.nn when tq != tk
     mask = causal if mask is None else jnp.logical_and(mask, causal)
   if mask is not None:
-    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    logits = jnp.where(mask, logits, jnp.finfo(acc).min)
   weights = jax.nn.softmax(logits, axis=-1)
   if dropout_rate > 0.0:
     if dropout_rng is None:
@@ -1084,5 +1101,5 @@ def reference(query, key, value, *, bias=None, mask=None, is_causal: bool = Fals
     keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
     weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
   weights = weights.reshape(b, hk, h // hk, tq, tk).astype(value.dtype)
-  out = jnp.einsum("bhgqk,bkhd->bqhgd", weights, value, preferred_element_type=jnp.float32)
+  out = jnp.einsum("bhgqk,bkhd->bqhgd", weights, value, preferred_element_type=acc)
   return out.reshape(b, tq, h, value.shape[-1]).astype(query.dtype)

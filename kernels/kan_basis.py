@@ -70,12 +70,13 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltr
 
-__all__ = ["ACTIVATIONS", "AF_FUNCS", "Basis", "BlockSizes", "basis_values", "bspline_basis", "kan", "make_grid",
-           "num_basis", "num_knots", "reference"]
+__all__ = ["ACTIVATIONS", "AF_FUNCS", "Basis", "BlockSizes", "basis_values", "bspline_basis", "check_grid_range",
+           "kan", "make_grid", "num_basis", "num_knots", "reference"]
 
 _log = logging.getLogger(__name__)
 
@@ -160,6 +161,9 @@ class Basis:
       raise ValueError(f"Basis: `order` must be >= 0; got {self.order}.")
     if self.kind == "fourier" and self.size % 2:
       raise ValueError(f"Basis: a Fourier basis has 2 * grid_size functions (cos and sin); got size {self.size}.")
+    if self.kind in ("bspline", "relu", "af") and self.size - self.order < 1:
+      raise ValueError(f"Basis: a {self.kind} basis needs grid_size >= 1 (size K = grid_size + order); got size "
+                       f"{self.size} with order {self.order}, i.e. grid_size {self.size - self.order}.")
     if self.kind in ("rbf", "wavelet") and self.size < 2:
       raise ValueError(f"Basis: {self.kind} needs at least 2 centres; got size {self.size}.")
     if self.kind == "af":
@@ -235,20 +239,31 @@ def num_knots(basis: BasisLike) -> int:
   return sum(b.num_knots for b in _as_tuple(basis))
 
 
+def check_grid_range(lo: float, hi: float, *, where: str = "make_grid") -> None:
+  """Raises unless ``lo < hi`` are finite numbers (an empty or reversed range zeroes every spline basis function)."""
+  try:
+    lo_f, hi_f = float(lo), float(hi)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return  # traced bounds: checked where they are concrete
+  if not (np.isfinite(lo_f) and np.isfinite(hi_f) and lo_f < hi_f):
+    raise ValueError(f"{where}: `grid_range` must be (lo, hi) with finite lo < hi; got ({lo!r}, {hi!r}).")
+
+
 def make_grid(basis: BasisLike, in_features: int, lo: float = -1.0, hi: float = 1.0, dtype=_F32) -> jax.Array | None:
   """The default uniform grid ``[in_features, num_knots]`` on ``[lo, hi]`` (None if the basis needs no grid).
 
   Spline-like bases (bspline, relu, af) get ``grid_size`` intervals on ``[lo, hi]`` extended by ``order`` knots on
   each side (efficient-kan's and ReLU-KAN's convention); rbf/wavelet get ``K`` evenly spaced centres.
   """
+  check_grid_range(lo, hi)
   cols = []
   for b in _as_tuple(basis):
     if b.kind in ("bspline", "relu", "af"):
       g = b.size - b.order
       h = (hi - lo) / g
-      cols.append(lo + h * jnp.arange(-b.order, g + b.order + 1, dtype=_F32))
+      cols.append(lo + h * jnp.arange(-b.order, g + b.order + 1, dtype=dtype))
     elif b.kind in ("rbf", "wavelet"):
-      cols.append(jnp.linspace(lo, hi, b.size, dtype=_F32))
+      cols.append(jnp.linspace(lo, hi, b.size, dtype=dtype))
   if not cols:
     return None
   row = jnp.concatenate(cols)
@@ -329,12 +344,14 @@ def _silu_and_derivative(x):
 
 
 def basis_values(x: jax.Array, grid: jax.Array | None, basis: BasisLike) -> jax.Array:
-  """All basis functions of ``x``: ``x [..., in]``, ``grid [in, num_knots]`` -> ``[..., in, num_basis]`` float32."""
+  """All basis functions of ``x``: ``x [..., in]``, ``grid [in, num_knots]`` -> ``[..., in, num_basis]``, float32
+  (float64 for float64 ``x``, under ``jax_enable_x64``)."""
   basis = _as_tuple(basis)
   x = jnp.asarray(x)
+  dt = jnp.promote_types(x.dtype, _F32)
   lead, n_in = x.shape[:-1], x.shape[-1]
-  x2 = x.reshape(-1, n_in).astype(_F32)
-  g = None if grid is None else jnp.asarray(grid, _F32)
+  x2 = x.reshape(-1, n_in).astype(dt)
+  g = None if grid is None else jnp.asarray(grid, dt)
   vals = _evaluate(x2, lambda j: g[None, :, j], basis)
   return jnp.stack(vals, axis=-1).reshape(*lead, n_in, len(vals))
 
@@ -369,14 +386,15 @@ def reference(x: jax.Array, coef: jax.Array, *, basis: BasisLike, grid: jax.Arra
   x2 = x.reshape(-1, n_in)
   vals = basis_values(x2, grid, basis).astype(coef.dtype)                  # [batch, in, K]
   cdt = coef.dtype
+  acc = jnp.promote_types(jnp.result_type(x, coef), _F32)  # float32 accumulation; float64 stays float64
   if coef.ndim == 3:
-    y = jnp.einsum("bik,kio->bo", vals, coef, preferred_element_type=_F32)
+    y = jnp.einsum("bik,kio->bo", vals, coef, preferred_element_type=acc)
     if base_weight is not None:
-      y = y + jnp.dot(_silu(x2.astype(_F32)).astype(cdt), base_weight.astype(cdt), preferred_element_type=_F32)
+      y = y + jnp.dot(_silu(x2.astype(acc)).astype(cdt), base_weight.astype(cdt), preferred_element_type=acc)
   else:
-    y = jnp.einsum("bik,ki->bi", vals, coef, preferred_element_type=_F32)
+    y = jnp.einsum("bik,ki->bi", vals, coef, preferred_element_type=acc)
     if base_weight is not None:
-      y = y + _silu(x2.astype(_F32)) * base_weight.astype(_F32)
+      y = y + _silu(x2.astype(acc)) * base_weight.astype(acc)
   return y.astype(x.dtype).reshape(*lead, y.shape[-1])
 
 
@@ -973,7 +991,8 @@ def kan(x: jax.Array, coef: jax.Array, *, basis: BasisLike, grid: jax.Array | No
   x, coef = jnp.asarray(x), jnp.asarray(coef)
   _check(x, coef, grid, base_weight, basis)
   if grid is not None:
-    grid = jax.lax.stop_gradient(jnp.asarray(grid, _F32))
+    grid = jnp.asarray(grid)
+    grid = jax.lax.stop_gradient(grid.astype(jnp.promote_types(grid.dtype, _F32)))  # float64 grids stay float64
   if impl == "xla":
     return reference(x, coef, basis=basis, grid=grid, base_weight=base_weight)
   reason = _unsupported(x, coef, base_weight)

@@ -1048,6 +1048,11 @@ def v_cycle(f, u=None, *, stencil, levels: int | None = None, pre_smooth: int = 
   _check_boundary(boundary, where)
   d = f.ndim - 2
   s = _check_stencil(stencil, d, where)
+  if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int) or levels < 1):
+    raise ValueError(f"{where}: `levels` must be an int >= 1 (1 = the fine grid only) or None; got {levels!r}.")
+  for name, n in (("pre_smooth", pre_smooth), ("post_smooth", post_smooth), ("coarse_sweeps", coarse_sweeps)):
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+      raise ValueError(f"{where}: `{name}` must be an int >= 0; got {n!r}.")
   shapes = [tuple(f.shape[1:-1])]
   while (levels is None and min(shapes[-1]) > 2) or (levels is not None and len(shapes) < levels):
     try:

@@ -16,6 +16,12 @@ __version__ = "0.1.0"
 
 
 
+def list_models() -> list[str]:
+  """Every public model as ``'family.Class'``, the names configs and ``zoo.registry.build_model`` take."""
+  from zoo import registry  # pylint: disable=g-import-not-at-top
+  return registry.model_names()
+
+
 def __getattr__(name):
   # PEP 562: `zoo.hopfield` imports zoo/hopfield.py on first access, so `import zoo` stays cheap and a new family
   # file needs no registration here.

@@ -93,7 +93,7 @@ class ActivatorBlock(nn.Module):
     if self.ffn:
       h = transformer.MLPBlock(self.mlp_dim, activation="gelu", dropout_rate=self.dropout_rate, name="ffn",
                                **kw)(norm(x), train=train)
-      x = x + nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+      x = x + layers.dropout(self.dropout_rate, deterministic=not train, where=type(self).__name__)(h)
     return x
 
 

@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 
 from zoo import registry
+from zoo import layers
 from zoo.layers import check_shape, dense, partitioned
 
 __all__ = ["BoostedNet", "stage_slice", "to_single_network", "unit_mask"]
@@ -91,6 +92,8 @@ class _StageDense(nn.Module):
 
   @nn.compact
   def __call__(self, x):
+    check_shape(x, "x", "... features", where="BoostedNet/" + self.name if self.name else "BoostedNet",
+                features=layers.dim(layers.param_shape(self, "kernel"), 0))
     init = _glorot_logistic(self.fan_in or x.shape[-1], self.fan_out)
     kernel = self.param("kernel", partitioned(init, self.axes), (x.shape[-1], self.features), self.param_dtype)
     bias_init = init if self.init_bias else nn.initializers.zeros_init()

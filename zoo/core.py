@@ -53,6 +53,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo import layers
 from zoo.layers import check_shape, conv, dense, partitioned
 
 __all__ = ["GRU", "LSTM", "MLP", "Autoencoder", "ConvNet", "DenoisingAutoencoder", "ElmanRNN", "SparseAutoencoder",
@@ -122,7 +123,7 @@ class MLP(nn.Module):
       if i < len(self.features) - 1:
         x = activation(x)
         if self.dropout_rate:
-          x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+          x = layers.dropout(self.dropout_rate, deterministic=not train, where=type(self).__name__)(x)
     return x
 
 
@@ -171,11 +172,11 @@ class ConvNet(nn.Module):
     x = _flatten(x)
     for i, width in enumerate(self.hidden):
       if self.dropout_rate:
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = layers.dropout(self.dropout_rate, deterministic=not train, where=type(self).__name__)(x)
       x = dense(width, axes=("embed", "mlp"), dtype=self.dtype, param_dtype=self.param_dtype, name=f"dense_{i}")(x)
       x = activation(x)
     if self.dropout_rate:
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      x = layers.dropout(self.dropout_rate, deterministic=not train, where=type(self).__name__)(x)
     return dense(self.num_classes, axes=("mlp", "classes"), dtype=self.dtype, param_dtype=self.param_dtype,
                  name="head")(x)
 
@@ -208,10 +209,14 @@ class _RecurrentEncoder(nn.Module):
     where = type(self).__name__
     if self.vocab_size is not None:
       check_shape(x, "x", "batch time", where=where, dtype="integer")
-      x = nn.Embed(self.vocab_size, self.features, dtype=self.dtype, param_dtype=self.param_dtype,
+      x = layers.Embed(self.vocab_size, self.features, dtype=self.dtype, param_dtype=self.param_dtype,
                    embedding_init=partitioned(nn.initializers.normal(1.0), ("vocab", "embed")), name="embed")(x)
     else:
-      check_shape(x, "x", "batch time in_features", where=where, dtype="floating")
+      cell = self.variables.get("params", {}).get("cell_0", {}) if not self.is_initializing() else {}
+      # The first cell's input kernels ('i', 'ii', 'ir', ...) are [in_features, features].
+      inputs = [layers.param_shape(self, "cell_0", k, "kernel") for k in sorted(cell) if k.startswith("i")]
+      check_shape(x, "x", "batch time in_features", where=where, dtype="floating",
+                  in_features=layers.dim(inputs[0], 0) if inputs else None)
     for layer in range(self.num_layers):
       x = nn.RNN(self._cell(f"cell_{layer}"), name=f"rnn_{layer}")(x)  # [batch, time, features]
     if self.num_classes is None:

@@ -51,6 +51,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo import layers
 from zoo.layers import check_shape, dense, partitioned
 
 __all__ = ["CONVS", "DenseConv", "GATConv", "GCNConv", "GNN", "GNNLayer", "SAGEConv", "check_graph",
@@ -79,8 +80,15 @@ def _batched(x, edges, edge_mask, where: str):
                 batch=x.shape[0] if batched else None, edges=edges.shape[-2])
     if not (jnp.issubdtype(edge_mask.dtype, jnp.bool_) or jnp.issubdtype(edge_mask.dtype, jnp.number)):
       raise TypeError(f"{where}: `edge_mask` must be bool or numeric; got {edge_mask.dtype}.")
+  num_nodes = x.shape[-2]
+  checked = layers.check_indices(edges, "edges", num_nodes, where=where, valid=edge_mask != 0)
   if not batched:
     x, edges, edge_mask = x[None], edges[None], edge_mask[None]
+  if not checked:
+    # Traced: an unmasked edge outside [0, nodes) cannot raise, so its graph's features become NaN (visible, and
+    # the trainer stops on the NaN loss) rather than silently gathering a clipped or wrapped node.
+    bad = ((edges < 0) | (edges >= num_nodes)).any(-1) & (edge_mask != 0)
+    x = jnp.where(bad.any(-1)[:, None, None], jnp.nan, x)
   return x, edges, edge_mask.astype(jnp.float32), batched
 
 
@@ -377,5 +385,5 @@ class GNN(nn.Module):
     for i in range(self.num_layers):
       x = self.layer(i, name=f"layer_{i}")(x, edges, edge_mask)
       if self.dropout_rate and i < self.num_layers - 1:
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = layers.dropout(self.dropout_rate, deterministic=not train, where=type(self).__name__)(x)
     return x if batched else x[0]

@@ -75,6 +75,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.kernels.attention import attention
+from zoo import layers
 from zoo.layers import check_shape, dense, layer_norm, partitioned
 
 __all__ = ["Hopfield", "HopfieldClassifier", "HopfieldLayer", "HopfieldMIL", "HopfieldPooling", "association",
@@ -190,16 +191,6 @@ def energy(xi: Array, stored: Array, *, beta: float) -> Array:
 
 
 # ---------------------------------------------------------------------------------------------------- layers
-
-
-def _param_shape(module: nn.Module, *path: str) -> tuple[int, ...] | None:
-  """Shape of an existing parameter (``None`` while initialising), for input checks before flax sees a mismatch."""
-  tree = module.variables.get("params", {}) if module.scope is not None else {}
-  for key in path:
-    if not hasattr(tree, "get") or key not in tree:
-      return None
-    tree = tree[key]
-  return tuple(jnp.shape(nn.unbox(tree)))
 
 
 def _normal(std: float = 0.02):
@@ -324,15 +315,16 @@ class Hopfield(_HopfieldOptions):
     stored = state if stored is None else stored
     projection = stored if projection is None else projection
     check_shape(state, "state", "batch queries features", where=where, dtype="floating",
-                features=_shape_at(_param_shape(self, "query", "kernel"), 0))
+                features=layers.dim(layers.param_shape(self, "query", "kernel"), 0))
     batch = state.shape[0]
     check_shape(stored, "stored", "batch patterns features", where=where, dtype="floating",
                 batch=None if batch == 1 or stored.shape[0] == 1 else batch,
-                features=_shape_at(_param_shape(self, "key", "kernel"), 0))
+                features=layers.dim(layers.param_shape(self, "key", "kernel"), 0))
     n = stored.shape[1]
     if projection is not stored:
       check_shape(projection, "projection", "batch patterns features", where=where, dtype="floating",
-                  batch=stored.shape[0], patterns=n, features=_shape_at(_param_shape(self, "value", "kernel"), 0))
+                  batch=stored.shape[0], patterns=n,
+                  features=layers.dim(layers.param_shape(self, "value", "kernel"), 0))
     out_batch = max(batch, stored.shape[0])
     if stored_mask is not None:
       check_shape(stored_mask, "stored_mask", "batch patterns", where=where, batch=out_batch, patterns=n)
@@ -357,6 +349,12 @@ class Hopfield(_HopfieldOptions):
       return _HeadProjection(self.num_heads, features, use_bias=self.use_bias, dtype=self.dtype,
                              param_dtype=self.param_dtype, name=name)
 
+    if stored_mask is not None:
+      # Padding must not contaminate: a NaN/inf in a masked-out pattern would reach every row through the
+      # zero-weighted matmul (0 * nan = nan), so masked patterns are zeroed before anything reads them.
+      keep = stored_mask[..., None]
+      stored = jnp.where(keep, stored, jnp.zeros((), stored.dtype))
+      projection = jnp.where(keep, projection, jnp.zeros((), projection.dtype))
     normed_stored = norm(self.normalize_stored_pattern, self.normalize_stored_pattern_affine, "stored_norm")(stored)
     # With self-association (R = Y = P) each role still has its own LayerNorm, as in the reference.
     normed_state = norm(self.normalize_state_pattern, self.normalize_state_pattern_affine, "state_norm")(state)
@@ -418,10 +416,6 @@ class Hopfield(_HopfieldOptions):
       raise ValueError(f"{where}: `scaling` (beta) must be > 0; got {self.scaling}.")
 
 
-def _shape_at(shape, i):
-  return None if shape is None else shape[i]
-
-
 def _check_mask(mask, target, where: str) -> None:
   if not hasattr(mask, "shape") or not hasattr(mask, "dtype"):
     raise TypeError(f"{where}: `association_mask` must be a bool array broadcastable to [batch, heads, queries, "
@@ -479,7 +473,7 @@ class HopfieldPooling(_HopfieldOptions):
     if self.quantity < 1:
       raise ValueError(f"{where}: `quantity` must be >= 1; got {self.quantity}.")
     check_shape(stored, "stored", "batch patterns features", where=where, dtype="floating",
-                features=_shape_at(_param_shape(self, "pooling_weights"), 1))
+                features=layers.dim(layers.param_shape(self, "pooling_weights"), 1))
     weights = self.param("pooling_weights", partitioned(_normal(), (None, "embed")),
                          (self.quantity, stored.shape[-1]), self.param_dtype)
     if not self.trainable:
@@ -519,7 +513,7 @@ class HopfieldLayer(_HopfieldOptions):
     if self.quantity < 1:
       raise ValueError(f"{where}: `quantity` must be >= 1; got {self.quantity}.")
     check_shape(state, "state", "batch queries features", where=where, dtype="floating",
-                features=_shape_at(_param_shape(self, "lookup_weights"), 1))
+                features=layers.dim(layers.param_shape(self, "lookup_weights"), 1))
     d = state.shape[-1]
     lookup = self.param("lookup_weights", partitioned(_normal(), (None, "embed")), (self.quantity, d),
                         self.param_dtype)

@@ -192,6 +192,7 @@ class KANLinear(nn.Module):
                        f"{self.spline_order}.")
     n_in, basis = x.shape[-1], self.basis
     lo, hi = self.grid_range
+    kan_basis.check_grid_range(lo, hi, where=where)
     grid = self.variable("grid", "grid", lambda: kan_basis.make_grid(basis, n_in, lo, hi)).value
     if grid.shape[0] != n_in:
       layers.check_shape(x, "x", "... features", where=where, features=grid.shape[0])
@@ -341,7 +342,8 @@ class ReLUKANLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     """``x [..., i] -> [..., features]``."""
-    layers.check_shape(x, "x", "... features", where=type(self).__name__, dtype="floating")
+    layers.check_shape(x, "x", "... features", where=type(self).__name__, dtype="floating",
+                       features=layers.dim(layers.param_shape(self, "coef"), 1))
     n_in = x.shape[-1]
     basis = Basis.relu(self.grid_size, self.order)
     grid = kan_basis.make_grid(basis, n_in, *self.grid_range)
@@ -426,7 +428,9 @@ class AFKANLayer(nn.Module):
   def __call__(self, x: Array) -> Array:
     """``x [b, i] -> [b, features]``."""
     where = type(self).__name__
-    layers.check_shape(x, "x", "batch features", where=where, dtype="floating")
+    layers.check_shape(x, "x", "batch features", where=where, dtype="floating",
+                       features=layers.dim(layers.param_shape(self, "linear", "kernel"), 0)
+                       if self.norm == "none" else layers.dim(layers.param_shape(self, "norm", "scale"), 0))
     if self.method not in ("global_attn", "multistep"):
       raise ValueError(f"{where}: `method` must be 'global_attn' or 'multistep'; got {self.method!r}.")
     if self.norm not in ("layer", "none"):
@@ -442,6 +446,7 @@ class AFKANLayer(nn.Module):
       values = jnp.broadcast_to(x32[..., None], (*x32.shape, k))                 # ablation: f_k(x) = x
     elif self.train_phases:
       lo_r, hi_r = self.grid_range
+      kan_basis.check_grid_range(lo_r, hi_r, where=type(self).__name__)
       step = (hi_r - lo_r) / self.grid_size
       low0 = lo_r + step * np.arange(-self.order, self.grid_size, dtype=np.float32)
       s = self.param("phase_low", lambda *_: jnp.asarray(low0), (k,), self.param_dtype)
@@ -571,7 +576,8 @@ class SelectableKANLayer(nn.Module):
   def __call__(self, x: Array) -> Array:
     """``x [..., i] -> [..., features]``."""
     where = type(self).__name__
-    layers.check_shape(x, "x", "... features", where=where, dtype="floating")
+    layers.check_shape(x, "x", "... features", where=where, dtype="floating",
+                       features=layers.dim(layers.param_shape(self, "selection_logits"), 0))
     spaces = tuple(self.spaces)
     if not spaces or len(set(spaces)) != len(spaces) or any(s not in SPACES for s in spaces):
       raise ValueError(f"{where}: `spaces` must be distinct names from {SPACES}; got {spaces}.")
@@ -655,7 +661,10 @@ class SelectableKANConv(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     """``x [b, H, W, C] -> [b, H', W', features]``."""
-    layers.check_shape(x, "x", "batch height width channels", where=type(self).__name__, dtype="floating")
+    logits = layers.param_shape(self, "kan", "selection_logits")  # [C * kh * kw, spaces] once initialised
+    kh, kw = self.kernel_size
+    layers.check_shape(x, "x", "batch height width channels", where=type(self).__name__, dtype="floating",
+                       channels=None if logits is None else logits[0] // (kh * kw))
     patches = jax.lax.conv_general_dilated_patches(x, tuple(self.kernel_size), tuple(self.strides), self.padding,
                                                    dimension_numbers=("NHWC", "OIHW", "NHWC"))
     return SelectableKANLayer(self.features, tuple(self.spaces), self.grid_size, self.spline_order,

@@ -44,7 +44,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from zoo.layers import check_shape, partitioned
+from zoo import layers
+from zoo.layers import check_shape
 
 __all__ = ["CounterCurrentConvNet", "CounterCurrentMLP", "ForwardForwardMLP"]
 
@@ -71,16 +72,13 @@ def _check_batched(x, where: str):
 
 
 def _dense(features, axes, use_bias, dtype, param_dtype, name):
-  return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
-                  kernel_init=partitioned(torch_default_init, axes),
-                  bias_init=partitioned(nn.initializers.zeros_init(), axes[1:]), name=name)
+  return layers.dense(features, axes=axes, use_bias=use_bias, kernel_init=torch_default_init, dtype=dtype,
+                      param_dtype=param_dtype, name=name)
 
 
 def _conv(features, kernel_size, strides, use_bias, dtype, param_dtype, name):
-  window = (None,) * len(kernel_size)
-  return nn.Conv(features, tuple(kernel_size), strides=strides, padding="SAME", use_bias=use_bias, dtype=dtype,
-                 param_dtype=param_dtype, kernel_init=partitioned(torch_default_init, window + ("conv_in", "conv_out")),
-                 bias_init=partitioned(nn.initializers.zeros_init(), ("conv_out",)), name=name)
+  return layers.conv(features, kernel_size, strides=strides, padding="SAME", use_bias=use_bias,
+                     kernel_init=torch_default_init, dtype=dtype, param_dtype=param_dtype, name=name)
 
 
 # ------------------------------------------------------------------------------------------ counter-current: MLP
@@ -218,9 +216,7 @@ class ForwardForwardMLP(nn.Module):
   def setup(self):
     if not self.features:
       raise ValueError(f"ForwardForwardMLP: `features` must list at least one layer width; got {self.features!r}.")
-    self.layers = [nn.Dense(w, dtype=self.dtype, param_dtype=self.param_dtype,
-                            kernel_init=partitioned(torch_default_init, ("embed", "mlp")),
-                            bias_init=partitioned(nn.initializers.zeros_init(), ("mlp",)), name=f"layer_{i}")
+    self.layers = [_dense(w, ("embed", "mlp"), True, self.dtype, self.param_dtype, f"layer_{i}")
                    for i, w in enumerate(self.features)]
 
   def goodness(self, x, labels):

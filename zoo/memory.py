@@ -54,6 +54,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo import layers
 from zoo.layers import check_shape, dense, partitioned
 
 __all__ = ["CONTROLLER_PATH", "MemoryController", "NeuralMemoryNetwork", "SlotMemory", "SyntheticGradient",
@@ -173,7 +174,9 @@ class NeuralMemoryNetwork(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, state_offset=None, truncate: bool = False, return_state: bool = False):
-    check_shape(x, "x", "batch time in_features", where="NeuralMemoryNetwork", dtype="floating")
+    ii = layers.param_shape(self, *CONTROLLER_PATH, "ii", "kernel")  # [in_features + slot_size, features]
+    check_shape(x, "x", "batch time in_features", where="NeuralMemoryNetwork", dtype="floating",
+                in_features=None if ii is None else ii[0] - self.slot_size)
     if self.outputs < 1 or self.features < 1:
       raise ValueError(f"NeuralMemoryNetwork: `outputs` and `features` must be >= 1; got {self.outputs}, "
                        f"{self.features}.")

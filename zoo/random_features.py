@@ -122,6 +122,7 @@ class RandomFeatureAttention(nn.Module):
       return layers.partitioned(lambda *_: w, ("heads", None, None))(None)
 
     w = self.variable("random_features", "query_key", init, (self.num_heads, d, d)).value
+    _check_frozen(w, 1, d, type(self).__name__, "x.shape[-1]")
     v = self.param("value", layers.partitioned(nn.initializers.zeros_init(), ("heads", None)), (self.num_heads, d),
                    self.param_dtype)
     return w, v
@@ -161,6 +162,13 @@ class RandomFeatureAttention(nn.Module):
     return self._features(x, w).reshape(x.shape[0], -1)
 
 
+def _check_frozen(w, axis: int, size: int, where: str, what: str) -> None:
+  """At apply time, input sizes that do not match the frozen random weights they were drawn for."""
+  if w.shape[axis] != size:
+    raise ValueError(f"{where}: the random features were drawn for {what} = {w.shape[axis]} (frozen weights "
+                     f"{tuple(w.shape)}); got {size}. Apply the model to inputs of the size it was initialised with.")
+
+
 class RandomFeatureMLP(nn.Module):
   """Two-layer random-feature network on ``vec(x)``: ``sum_k c_k act(<w_k, vec(x)>)``, frozen ``w_k``.
 
@@ -182,6 +190,7 @@ class RandomFeatureMLP(nn.Module):
       return layers.partitioned(lambda *_: w, ("embed", "mlp"))(None)
 
     w = self.variable("random_features", "first_layer", init, (fan_in, self.num_features)).value
+    _check_frozen(w, 0, fan_in, type(self).__name__, "tokens * d of `x`")
     c = self.param("readout", layers.partitioned(nn.initializers.zeros_init(), ("mlp",)), (self.num_features,),
                    self.param_dtype)
     return w, c

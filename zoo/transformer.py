@@ -316,6 +316,7 @@ class MultiHeadAttention(nn.Module):
       # A module passed as an attribute is adopted by the outermost module that received it, so every layer would
       # share one set of parameters; a clone owned by this block gives each attention its own.
       fn = fn.clone(parent=self, name="attention_fn")
+    layers.check_rate(self.dropout_rate, "dropout_rate", where=type(self).__name__)
     rate = self.dropout_rate if train else 0.0
     rng = self.make_rng("dropout") if rate > 0.0 else None
     out = fn(query, key, value, bias=bias, mask=mask, is_causal=is_causal, scale=self.scale, dropout_rate=rate,
@@ -359,7 +360,7 @@ class MLPBlock(nn.Module):
       h = act(dense(self.hidden_features, name="wi_0")(x)) * dense(self.hidden_features, name="wi_1")(x)
     else:
       h = act(dense(self.hidden_features, name="wi")(x))
-    h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+    h = layers.dropout(self.dropout_rate, deterministic=not train, where=type(self).__name__)(h)
     return dense(self.out_features or x.shape[-1], axes=("mlp", "embed"), name="wo")(h)
 
 
@@ -414,7 +415,7 @@ class EncoderBlock(nn.Module):
                                    param_dtype=self.param_dtype, name="attention")
     mlp = MLPBlock(self.mlp_dim, activation=self.activation, gated=self.gated, dropout_rate=self.dropout_rate,
                    dtype=self.dtype, param_dtype=self.param_dtype, name="mlp")
-    drop = nn.Dropout(self.dropout_rate, deterministic=not train)
+    drop = layers.dropout(self.dropout_rate, deterministic=not train, where=type(self).__name__)
     norm_attention = layers.layer_norm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm_attention")
     norm_mlp = layers.layer_norm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm_mlp")
 
@@ -482,7 +483,7 @@ class DecoderBlock(nn.Module):
     cross_attention = MultiHeadAttention(self.num_heads, name="cross_attention", **common)
     mlp = MLPBlock(self.mlp_dim, activation=self.activation, gated=self.gated, dropout_rate=self.dropout_rate,
                    dtype=self.dtype, param_dtype=self.param_dtype, name="mlp")
-    drop = nn.Dropout(self.dropout_rate, deterministic=not train)
+    drop = layers.dropout(self.dropout_rate, deterministic=not train, where=type(self).__name__)
     norms = [layers.layer_norm(dtype=self.dtype, param_dtype=self.param_dtype, name=f"norm_{n}")
              for n in ("self_attention", "cross_attention", "mlp")]
     branches = [
@@ -555,7 +556,7 @@ class Encoder(nn.Module):
       x = x + jnp.asarray(table[:length], x.dtype)[None]
     elif self.position == "sinusoidal":
       x = x + sinusoidal_positions(length, features).astype(x.dtype)[None]
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = layers.dropout(self.dropout_rate, deterministic=not train, where=type(self).__name__)(x)
     hidden = []
     for i in range(self.num_layers):
       x = EncoderBlock(self.num_heads, self.mlp_dim, head_dim=self.head_dim, num_kv_heads=self.num_kv_heads,
@@ -607,7 +608,7 @@ class TransformerLM(nn.Module):
   param_dtype: Any = jnp.float32
 
   def setup(self):
-    self.embed = nn.Embed(self.vocab_size, self.embed_dim, dtype=self.dtype, param_dtype=self.param_dtype,
+    self.embed = layers.Embed(self.vocab_size, self.embed_dim, dtype=self.dtype, param_dtype=self.param_dtype,
                           embedding_init=layers.partitioned(nn.initializers.normal(0.02), ("vocab", "embed")))
     self.encoder = Encoder(self.num_layers, self.num_heads, self.mlp_dim, head_dim=self.head_dim,
                            num_kv_heads=self.num_kv_heads, dropout_rate=self.dropout_rate, pre_norm=self.pre_norm,
