@@ -138,6 +138,3 @@ def test_config_run_resumes_to_the_same_numbers(tmp_path):
   train.train_and_evaluate(half, str(tmp_path / "resumed"))
   resumed = train.train_and_evaluate(_config(), str(tmp_path / "resumed"))
   assert resumed == full
-  vanilla = _config()
-  vanilla.data.sampler.name = ""
-  assert train.train_and_evaluate(vanilla, str(tmp_path / "vanilla")) != full
