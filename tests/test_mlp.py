@@ -114,7 +114,7 @@ def test_bad_inputs():
     MODELS["bottleneck"].init(jax.random.key(0), X.astype(np.int32))
   with pytest.raises(ValueError, match="rank"):
     MODELS["standard"].init(jax.random.key(0), X[0, 0, :, 0])
-  with pytest.raises(ValueError, match="non-empty"):
+  with pytest.raises(ValueError, match="empty"):
     MODELS["standard"].init(jax.random.key(0), X[:0])
   with pytest.raises(ValueError, match="width"):
     mlp.BottleneckMLP(width=0).init(jax.random.key(0), X)

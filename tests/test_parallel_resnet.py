@@ -84,7 +84,7 @@ def test_bad_inputs():
     pr.ParallelShallow(features=4, num_blocks=0).init(jax.random.key(0), X)
   with pytest.raises(ValueError, match="without a stem"):
     pr.ResidualStack(features=4, num_blocks=2, stem=False).init(jax.random.key(0), X)
-  with pytest.raises(ValueError, match="at least one"):
+  with pytest.raises(ValueError, match="empty|at least one"):
     m.init(jax.random.key(0), X[:0])
   with pytest.raises(ValueError, match="block_"):
     pr.to_parallel({"stem": {}})

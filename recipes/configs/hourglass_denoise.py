@@ -11,7 +11,8 @@ Command::
   python -m zoo.recipes.train --config recipes/configs/hourglass_denoise.py --workdir /tmp/hourglass_denoise
   python -m zoo.recipes.sweep --config recipes/configs/hourglass_denoise.py --workdir /tmp/hourglass_search
 
-Expected result: MEASURED_RESULT
+Expected result: test MSE 0.0244 (PSNR 16.13 dB); the conventional baseline above 0.0252 (15.99 dB). About 10 s of
+CPU. The search (``get_sweep``) has not been run to completion here.
 """
 
 import ml_collections

@@ -11,7 +11,8 @@ Command::
   python -m zoo.recipes.train --config recipes/configs/hourglass_superres.py --workdir /tmp/hourglass_superres
   python -m zoo.recipes.sweep --config recipes/configs/hourglass_superres.py --workdir /tmp/hourglass_search
 
-Expected result: MEASURED_RESULT
+Expected result: test MSE 0.0184 (PSNR 17.35 dB); the conventional baseline above 0.0177 (17.52 dB), i.e. ahead on
+this task in this single run. About 10 s of CPU. The search (``get_sweep``) has not been run to completion here.
 """
 
 import ml_collections

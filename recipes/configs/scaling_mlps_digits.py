@@ -9,7 +9,8 @@ Command::
 
   python -m zoo.recipes.train --config recipes/configs/scaling_mlps_digits.py --workdir /tmp/scaling_mlps_digits
 
-Expected result: MEASURED_RESULT
+Expected result: test accuracy 0.991 (without augmentation, ``--config.procedure.augment=False``: 0.989). About 25 s
+of CPU (1 minute wall on a loaded 2-core machine).
 """
 
 import ml_collections

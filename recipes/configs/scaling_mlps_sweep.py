@@ -1,4 +1,4 @@
-"""Scaling MLPs' compute-scaling sweep on sklearn digits: B-4/Wi-w MLPs for w in {16, 32, 64, 128, 256}, trained with
+"""Scaling MLPs' compute-scaling sweep on sklearn digits: B-4/Wi-w MLPs for w in {16, 32, 64, 128}, trained with
 the paper's augmentation, and the power-law fit of test error against training compute.
 
 Paper: "Scaling MLPs: A Tale of Inductive Bias" (Bachmann et al., 2023, arXiv 2306.13575): test error follows a
@@ -9,14 +9,15 @@ Command::
 
   python -m zoo.recipes.sweep --config recipes/configs/scaling_mlps_sweep.py --workdir /tmp/scaling_mlps_sweep
 
-writes ``sweep.json`` with every run and the fit ``error ~ a * compute^slope``. Expected result: MEASURED_RESULT
+writes ``sweep.json`` with every run and the fit ``error ~ a * compute^slope``. Expected result: mean test error 0.123 / 0.071 / 0.043 / 0.036 at widths 16 / 32 / 64 / 128, power law
+``error ~ 96.5 * compute^-0.313`` (r2 0.955). About 65 s of CPU (3.5 minutes wall, loaded).
 """
 
 import ml_collections
 
 from zoo.recipes.configs import base_config
 
-WIDTHS = (16, 32, 64, 128, 256)
+WIDTHS = (16, 32, 64, 128)
 SEEDS = (0, 1)
 
 
