@@ -22,7 +22,8 @@ V = (5, 7, 4)  # three fields, 16 rows
 def _din_inputs(seed=0, b=6, l=5, num_items=12, num_cates=4, num_users=3):
   rng = np.random.default_rng(seed)
   mask = (np.arange(l)[None] < rng.integers(1, l + 1, size=(b, 1))).astype(np.int32)
-  return {"user": rng.integers(0, num_users, b).astype(np.int32), "item": rng.integers(0, num_items, b).astype(np.int32),
+  return {"user": rng.integers(0, num_users, b).astype(np.int32),
+          "item": rng.integers(0, num_items, b).astype(np.int32),
           "cate": rng.integers(0, num_cates, b).astype(np.int32),
           "hist_item": rng.integers(0, num_items, (b, l)).astype(np.int32),
           "hist_cate": rng.integers(0, num_cates, (b, l)).astype(np.int32), "hist_mask": mask}
