@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from zoo import kan
+from zoo import karat
 from zoo.kernels import kan_basis
 from zoo.recipes import sharding
 from zoo.recipes.procedures import skan as skan_lib
@@ -35,8 +36,8 @@ MODELS = {
     "SKAN": (kan.SKAN((4, 1)), X2, (16, 1)),
     "SelectableKANConv": (kan.SelectableKANConv(3, spaces=("bspline", "rbf")), IMG, (8, 8, 8, 3)),
     "SConvKAN": (kan.SConvKAN(10, channels=(2,), spaces=("fourier", "chebyshev")), IMG, (8, 10)),
-    "KArAtViT": (kan.KArAtViT(**TINY_VIT), IMG, (8, 10)),
-    "KArAtViT_universal": (kan.KArAtViT(mode="universal", **TINY_VIT), IMG, (8, 10)),
+    "KArAtViT": (karat.KArAtViT(**TINY_VIT), IMG, (8, 10)),
+    "KArAtViT_universal": (karat.KArAtViT(mode="universal", **TINY_VIT), IMG, (8, 10)),
 }
 
 
@@ -167,7 +168,7 @@ def test_input_errors():
   with pytest.raises(ValueError, match=r"SelectableKANConv: `x` must have shape \[batch, height"):
     kan.SelectableKANConv(3).init(jax.random.key(0), X2)
   with pytest.raises(ValueError, match="attention"):
-    kan.KArAtViT(attention="linear", **TINY_VIT).init(jax.random.key(0), IMG)
+    karat.KArAtViT(attention="linear", **TINY_VIT).init(jax.random.key(0), IMG)
   with pytest.raises(ValueError, match=r"KANLinear: `x` must have shape \[\.\.\., features=2\]"):
     kan.KAN((4, 1)).apply(_init("KAN"), jnp.ones((4, 3)))   # 3 inputs for a layer built on 2
 
@@ -257,7 +258,7 @@ def test_karat_attention_rows_and_masks():
   coef = jnp.asarray(rng.normal(size=(h, 2 * g, n, r)) * 0.3, jnp.float32)
   proj = jnp.asarray(rng.normal(size=(h, r, n)) * 0.5, jnp.float32)
   eye = jnp.broadcast_to(jnp.eye(n)[None, :, None, :], (b, n, h, n))
-  w = kan.karat_attention(q, k, eye, coef=coef, proj=proj, grid_size=g, is_causal=True)   # rows of the weights
+  w = karat.karat_attention(q, k, eye, coef=coef, proj=proj, grid_size=g, is_causal=True)   # rows of the weights
   w = jnp.transpose(w, (0, 2, 1, 3))
   np.testing.assert_allclose(jnp.sum(jnp.abs(w), -1), 1.0, atol=1e-4)
   assert float(jnp.max(jnp.abs(jnp.triu(w, 1)))) == 0.0
@@ -268,10 +269,10 @@ def test_karat_attention_rows_and_masks():
   u = jnp.einsum("bhqkg,hgkr->bhqr", feats, coef)
   want = jnp.einsum("bhqr,hrk->bhqk", u, proj)
   want = want / (jnp.sum(jnp.abs(want), -1, keepdims=True) + 1e-6)
-  out = kan.karat_attention(q, k, v, coef=coef, proj=proj, grid_size=g)
+  out = karat.karat_attention(q, k, v, coef=coef, proj=proj, grid_size=g)
   np.testing.assert_allclose(out, jnp.einsum("bhqk,bkhd->bqhd", want, v), rtol=1e-4, atol=1e-5)
   with pytest.raises(ValueError, match="coef"):
-    kan.karat_attention(q, k, v, coef=coef[:, :4], proj=proj, grid_size=g)
+    karat.karat_attention(q, k, v, coef=coef[:, :4], proj=proj, grid_size=g)
 
 
 def test_karat_blockwise_vs_universal_parameters():
@@ -316,7 +317,7 @@ def test_frozen_selection_and_frozen_karat_operator_get_no_gradient():
     v = m.init(jax.random.key(0), x)
     g = jax.grad(lambda p: jnp.sum(m.apply({**v, "params": p}, x) ** 2))(v["params"])
     assert (float(jnp.abs(nn.unbox(g["layers_0"]["selection_logits"])).sum()) > 0) == learn
-  m = kan.KArAtViT(learn_operator=False, **TINY_VIT)
+  m = karat.KArAtViT(learn_operator=False, **TINY_VIT)
   v = _init("KArAtViT")
   g = jax.grad(lambda p: jnp.sum(m.apply({"params": p}, IMG) ** 2))(v["params"])
   phi = [a for path, a in flax.traverse_util.flatten_dict(nn.unbox(g), sep="/").items() if "phi_" in path]

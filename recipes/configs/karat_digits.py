@@ -1,6 +1,6 @@
 r"""A ViT with Fourier-KArAt attention (learnable, low-rank) classifies the bundled 8x8 digits.
 
-Model: ``zoo.kan.KArAtViT`` ("Kolmogorov-Arnold Attention: Is Learnable Attention Better For Vision Transformers?",
+Model: ``zoo.karat.KArAtViT`` ("Kolmogorov-Arnold Attention: Is Learnable Attention Better For Vision Transformers?",
 Maity et al., 2025, arXiv 2503.10632) on ``zoo.transformer.ViT``: 2x2 patches (16 tokens + class token), width 64,
 2 layers, 4 heads, blockwise Fourier-KArAt with G = 3 and rank 8. Set ``--config.model.attention=softmax`` for the
 baseline ViT with everything else equal. Data: ``digits``.
@@ -17,7 +17,7 @@ from zoo.recipes.configs import base_config
 
 def get_config():
   c = base_config()
-  c.model.name = "kan.KArAtViT"
+  c.model.name = "karat.KArAtViT"
   c.model.num_classes = 10
   c.model.patch_size = 2
   c.model.hidden = 64

@@ -30,7 +30,7 @@ Asserted: the learned operator beats the frozen one (test cross-entropy <= 0.9x 
 0.63 / 0.56 / 0.80; accuracy is ahead on every seed too, +0.035 / +0.040 / +0.009, too close on seed 2 for a margin),
 and KArAt >= softmax + 0.03 (measured +0.060 / +0.062 / +0.062: KArAt is ahead at this small scale; the paper sees
 small gains on CIFAR-10 and none at ImageNet scale). Mutation check: with Φ's gradient always stopped in
-``zoo.kan._karat_params`` the full model is the ablation and the loss assertion fails (0.3209 <= 0.9 x 0.3209, seed 0).
+``zoo.karat._karat_params`` the full model is the ablation and the loss assertion fails (0.3209 <= 0.9 x 0.3209, seed 0).
 The effect test trains three ViTs: ~40 s CPU (over the ~30 s per-paper budget; shorter runs not calibrated).
 Repeated runs of the same seed differ in the third digit of the loss (0.193 and 0.203 for seed 0, CPU
 thread-order nondeterminism); the accuracies repeat.
@@ -50,7 +50,7 @@ import numpy as np
 import optax
 import pytest
 
-from zoo import kan
+from zoo import karat
 from zoo.recipes import train
 
 STEPS = 400
@@ -59,7 +59,7 @@ TINY = dict(hidden=32, num_layers=1, num_heads=2, mlp_dim=64, grid_size=3, rank=
 
 def _fit(digits, seed, steps, mesh, **model_kwargs):
   train_data, test_data = digits
-  model = kan.KArAtViT(**{**TINY, **model_kwargs})
+  model = karat.KArAtViT(**{**TINY, **model_kwargs})
   opt = optax.adamw(optax.warmup_cosine_decay_schedule(0.0, 2e-3, 50, steps))
   result = train.fit(model, train_data, task="classification", optimizer=opt, steps=steps, batch_size=64,
                      eval_data=test_data, mesh=mesh, seed=seed)
@@ -96,7 +96,7 @@ def _memory_mib(n, g, rank, batch=8, heads=2, head_dim=16):
   proj = jax.ShapeDtypeStruct((heads, rank, n), jnp.float32) if rank else None
 
   def loss(q, k, v, coef, proj):
-    return kan.karat_attention(q, k, v, coef=coef, proj=proj, grid_size=g, impl="xla").sum()
+    return karat.karat_attention(q, k, v, coef=coef, proj=proj, grid_size=g, impl="xla").sum()
 
   compiled = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3))).lower(q, q, q, coef, proj).compile()
   m = compiled.memory_analysis()
