@@ -74,8 +74,6 @@ def _positive_int(value) -> bool:
 def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fills defaults from ``base_config()`` and rejects unknown keys (with the valid ones listed)."""
   base = base_config()
-  if "sampler" not in base.data:  # the batch sampler (zoo.recipes.curriculum.make_sampler); '' = shuffled epochs
-    base.data.sampler = ml_collections.ConfigDict({"name": ""})
   given = config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
   def merge(base_block, given_block, path):

@@ -26,6 +26,8 @@ def base_config() -> ml_collections.ConfigDict:
       "eval_split": "test",                              # '' to skip evaluation
       "data_dir": config_dict.placeholder(str),          # None: the default cache / TFDS directory
       "kwargs": ml_collections.ConfigDict(),             # arguments of a generated dataset (part of its cache key)
+      # The batch sampler (zoo.recipes.curriculum.make_sampler) + its fields; '' = shuffled epochs.
+      "sampler": ml_collections.ConfigDict({"name": ""}),
   })
   c.task = ml_collections.ConfigDict({"name": "classification"})  # zoo.recipes.tasks + the task's fields
   c.optimizer = ml_collections.ConfigDict({

@@ -142,7 +142,7 @@ def test_corrupt_checkpoint_is_reported_not_overwritten(tmp_path):
     ({"model.width": 3}, "model 'core.MLP' has no field.* width. Valid fields: features"),
     ({"data.name": "mnist2"}, "Unknown dataset 'mnist2'. Valid datasets: .*digits"),
     ({"task.name": "classify"}, "Unknown task 'classify'. Valid tasks: classification"),
-    ({"procedure.name": "noprop2"}, "Unknown procedure 'noprop2'. Valid procedures: backprop, .*noprop.NoPropDT"),
+    ({"procedure.name": "noprop2"}, "Unknown procedure 'noprop2'. Valid procedures: .*backprop, .*noprop.NoPropDT"),
     ({"procedure.name": "noprop.NoPropXX"}, "Unknown procedure 'noprop.NoPropXX'. Valid procedures: .*boosting"),
     ({"optimizer.name": "adamm"}, "not an optax optimizer"),
     ({"data.eval_split": "validation"}, r"has no split\(s\) \['validation'\]"),
