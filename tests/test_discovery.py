@@ -8,8 +8,9 @@ def test_listings():
   import zoo  # pylint: disable=g-import-not-at-top
   models = zoo.list_models()
   assert models == sorted(set(models))
-  assert {"hopfield.HopfieldClassifier", "kan.KAN", "transformer.ViT", "mgno.MgNO"} <= set(models)
-  assert all(name.count(".") == 1 for name in models)
+  assert {"hopfield.HopfieldClassifier", "kan.KAN", "transformer.ViT", "mgno.MgNO",
+          "analysis.neural_collapse.DeepLinearUFM"} <= set(models)
+  assert all(1 <= name.count(".") <= 2 for name in models)
   assert {"digits", "darcy", "karate_club"} <= set(zoo.recipes.data.names())
   assert zoo.checkpoints.names() == zoo.checkpoints.available()
   assert "hopfield_digits" in zoo.checkpoints.names()

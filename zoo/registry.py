@@ -18,23 +18,34 @@ import flax.linen as nn
 __all__ = ["build_model", "model_names"]
 
 _NOT_FAMILIES = frozenset({"layers", "registry"})
+_NOT_MODEL_PACKAGES = frozenset({"kernels", "recipes", "checkpoints"})  # inside zoo/ in an installed wheel
 
 
 def model_names() -> list[str]:
   """Every public model: ``'family.Name'`` for each Linen module in a family module's ``__all__``."""
   import zoo  # pylint: disable=g-import-not-at-top
   names = []
-  for info in pkgutil.iter_modules(zoo.__path__):
-    if info.name.startswith("_") or info.ispkg or info.name in _NOT_FAMILIES:
-      continue
+
+  def families():  # family modules at the top of zoo and one level down (zoo.analysis.neural_collapse ...)
+    for info in pkgutil.iter_modules(zoo.__path__):
+      if info.name.startswith("_") or info.name in _NOT_FAMILIES:
+        continue
+      if not info.ispkg:
+        yield info.name
+      elif info.name not in _NOT_MODEL_PACKAGES:
+        package = importlib.import_module(f"zoo.{info.name}")
+        yield from (f"{info.name}.{sub.name}" for sub in pkgutil.iter_modules(package.__path__)
+                    if not sub.ispkg and not sub.name.startswith("_"))
+
+  for name in families():
     try:
-      module = importlib.import_module(f"zoo.{info.name}")
+      module = importlib.import_module(f"zoo.{name}")
     except ImportError:  # a family whose optional dependency is missing still leaves the others listable
       continue
     for attr in getattr(module, "__all__", ()):
       obj = getattr(module, attr, None)
-      if inspect.isclass(obj) and issubclass(obj, nn.Module):
-        names.append(f"{info.name}.{attr}")
+      if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__:
+        names.append(f"{name}.{attr}")
   return sorted(names)
 
 
