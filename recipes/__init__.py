@@ -6,16 +6,6 @@ The entry points: ``zoo.recipes.train.train_and_evaluate(config, workdir)`` and 
 ``zoo.recipes.train.fit(model, data, ...)``.
 """
 
-import importlib as _importlib
+from zoo import lazy_submodules as _lazy_submodules
 
-
-def __getattr__(name):
-  # PEP 562, as zoo/__init__.py: `zoo.recipes.data` imports recipes/data.py on first access.
-  if name.startswith("_"):
-    raise AttributeError(name)
-  try:
-    return _importlib.import_module(f"{__name__}.{name}")
-  except ModuleNotFoundError as e:
-    if e.name != f"{__name__}.{name}":
-      raise
-    raise AttributeError(f"module 'zoo.recipes' has no attribute or submodule {name!r}") from None
+__getattr__ = _lazy_submodules(__name__)  # `zoo.recipes.data` imports recipes/data.py on first access
