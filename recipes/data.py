@@ -31,6 +31,7 @@ import fcntl
 import functools
 import hashlib
 import importlib
+import io
 import json
 import logging
 import os
@@ -278,9 +279,8 @@ def _prepared_generated(name: str, entry: _Entry, kwargs: dict[str, Any], data_d
     try:
       if not os.path.exists(info_file):
         _log.info("preparing dataset %s %s into %s", name, kwargs, version_dir)
-        builder = _generated_builder(name, entry, kwargs, data_dir)
         with _quiet_tfds():
-          builder.download_and_prepare()
+          _generated_builder(name, entry, kwargs, data_dir).download_and_prepare()
     finally:
       guard.__exit__(None, None, None)
   # Read back through TFDS from the prepared files: the same path as a real dataset.
@@ -290,12 +290,15 @@ def _prepared_generated(name: str, entry: _Entry, kwargs: dict[str, Any], data_d
 @contextlib.contextmanager
 def _quiet_tfds():
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  # A generated set has no download: TFDS's "Downloading and preparing dataset Unknown size ..." lines (printed to
+  # stdout) and its "Using custom data configuration" warning would only be noise.
   tfds.disable_progress_bar()
   logger = logging.getLogger("absl")
   level = logger.level
-  logger.setLevel(logging.WARNING)
+  logger.setLevel(logging.ERROR)
   try:
-    yield
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
   finally:
     logger.setLevel(level)
 

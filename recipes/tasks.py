@@ -160,9 +160,11 @@ class Regression:
     return jnp.mean((_flat(outputs) - _flat(y)) ** 2, axis=-1)
 
   def metrics(self, outputs, batch):
+    # ``loss`` is always this task's training loss (a subclass changing ``loss`` reports the same quantity in
+    # train/ and eval/); ``mse`` and ``relative_l2`` are reported whatever the loss.
     y = _flat(_get(batch, self.target_key, "Regression"))
     err = _flat(outputs) - y
-    return {"loss": jnp.mean(err ** 2, axis=-1),
+    return {"loss": self.loss(outputs, batch), "mse": jnp.mean(err ** 2, axis=-1),
             "relative_l2": jnp.linalg.norm(err, axis=-1) / jnp.maximum(jnp.linalg.norm(y, axis=-1), 1e-12)}
 
 

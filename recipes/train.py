@@ -32,6 +32,7 @@ Multi-host: start every process with ``--jax_distributed`` (or the explicit ``--
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -58,6 +59,7 @@ from zoo.recipes.configs import base_config
 __all__ = ["FitResult", "NonFiniteLossError", "Trainer", "fit", "run_loop", "train_and_evaluate", "validate_config"]
 
 _log = logging.getLogger(__name__)
+_clock = time.perf_counter  # the loop's clock (a test replaces it to check what throughput counts)
 
 
 # -------------------------------------------------------------------------------------------------------- config
@@ -167,17 +169,11 @@ class Trainer:
 
     self._eval = jax.jit(eval_sums, out_shardings=self.replicated)
 
+  @contextlib.contextmanager
   def _context(self):
-    class _Ctx:
-      def __enter__(ctx):
-        ctx.stack = [jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules)]
-        for c in ctx.stack:
-          c.__enter__()
-
-      def __exit__(ctx, *exc):
-        for c in reversed(ctx.stack):
-          c.__exit__(*exc)
-    return _Ctx()
+    """The mesh and the logical-axis rules, active while tracing and running the jitted functions."""
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+      yield
 
   def put(self, local_batch: Mapping[str, np.ndarray], global_batch_size: int):
     """This process's rows of a batch -> global sharded arrays."""
@@ -223,11 +219,25 @@ class Trainer:
 
 
 class MetricWriter:
-  """Appends one JSON object per line to ``<workdir>/metrics.jsonl``; on resume, drops lines past the restart."""
+  """Appends one JSON object per line to ``<workdir>/metrics.jsonl``; on resume, drops lines past the restart.
 
-  def __init__(self, workdir: str, resume_step: int = 0):
+  With ``tensorboard=True`` (and tensorboardX installed, a dependency of zoo) every record is also written as
+  TensorBoard scalars under ``<workdir>/tensorboard/`` (``tensorboard --logdir WORKDIR``); a resumed run purges
+  the events past its restart step, as metrics.jsonl does.
+  """
+
+  def __init__(self, workdir: str, resume_step: int = 0, tensorboard: bool = True):
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.records: list[dict[str, Any]] = []
+    self._events = None
+    if tensorboard:
+      try:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      except ImportError:
+        _log.warning("tensorboardX is not installed: no TensorBoard events (metrics.jsonl is still written).")
+      else:
+        self._events = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1,
+                                     flush_secs=30)
     if os.path.exists(self.path):
       with open(self.path) as f:
         lines = f.read().split("\n")
@@ -259,6 +269,15 @@ class MetricWriter:
     self.records.append(record)
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
+    if self._events is not None:
+      for k, v in record.items():
+        if k != "step":
+          self._events.add_scalar(k, v, global_step=int(step))
+
+  def close(self) -> None:
+    if self._events is not None:
+      self._events.close()
+      self._events = None
 
 
 def _progress(total: int, initial: int, enabled: bool):
@@ -282,7 +301,8 @@ def run_loop(trainer: Trainer, state, *, batches: data_lib.Batches, batch_size: 
   Returns the final state. ``history`` (if given) receives every logged record.
   """
   bar = _progress(steps, start, progress and jax.process_index() == 0)
-  pending, t0, last = [], time.perf_counter(), start
+  pending, t0, last = [], _clock(), start
+  paused = 0.0  # seconds spent evaluating and checkpointing since the last log: not training throughput
   unchecked: list[tuple[int, Any]] = []  # (step done, metrics) not yet checked for non-finite values
 
   def check():
@@ -322,16 +342,26 @@ def run_loop(trainer: Trainer, state, *, batches: data_lib.Batches, batch_size: 
       check()
       values = jax.device_get(pending)
       record = {f"train/{k}": float(np.mean([m[k] for m in values])) for k in values[0]}
-      record["train/steps_per_sec"] = (done - last) / max(time.perf_counter() - t0, 1e-9)
-      pending, t0, last = [], time.perf_counter(), done
+      record["train/steps_per_sec"] = (done - last) / max(_clock() - t0 - paused, 1e-9)
+      pending, t0, last, paused = [], _clock(), done, 0.0
       log(done, record)
       if bar is not None:
         bar.set_postfix({k.split("/")[1]: f"{v:.4g}" for k, v in record.items() if "loss" in k or "acc" in k})
     if evaluate is not None and eval_every and done % eval_every == 0 and done != steps:
-      log(done, {f"eval/{k}": v for k, v in evaluate(state).items()})
+      jax.block_until_ready(state)  # the steps already dispatched count as training time, not evaluation
+      t_eval = _clock()
+      results = evaluate(state)
+      paused += _clock() - t_eval
+      log(done, {f"eval/{k}": v for k, v in results.items()})
+      if writer is not None:  # a config run's process 0 (fit() returns its history instead)
+        line = f"eval at step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items()))
+        print(line, flush=True) if bar is None else bar.write(line)
     if checkpointer is not None and checkpoint_every and done % checkpoint_every == 0:
       check()
+      jax.block_until_ready(state)
+      t_save = _clock()
       checkpointer.save(done, state)
+      paused += _clock() - t_save
   check()
   if bar is not None:
     bar.close()
@@ -404,39 +434,40 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   trainer.check_data(eval_source, f" (split {config.data.eval_split!r} of {config.data.name})", info.num_classes)
 
   checkpointer = checkpointing.Checkpointer(workdir, config.to_dict(), max_to_keep=config.keep_checkpoints)
-  try:
-    start, state = checkpointer.restore_latest(trainer.abstract_state)
-    if start is not None:
-      _check_resume(config, start, checkpointer)
-      _say(f"resumed from {checkpointer.directory}/{start}")
-    else:
-      start = 0
-      state = trainer.init(config.seed, trainer.put(batches(0), batch_size))
-    is_main = jax.process_index() == 0
-    writer = MetricWriter(workdir, resume_step=start) if is_main else None
-    evaluate = None
-    if eval_source is not None:
-      evaluate = lambda s: trainer.evaluate(s, eval_source, _eval_batch_size(config, trainer))
+  is_main = jax.process_index() == 0
+  writer = None
+  with contextlib.ExitStack() as cleanup:
+    cleanup.callback(lambda: writer is not None and writer.close())  # flushes TensorBoard events, even on error
+    with contextlib.closing(checkpointer):
+      start, state = checkpointer.restore_latest(trainer.abstract_state)
+      if start is not None:
+        _check_resume(config, start, checkpointer)
+        _say(f"resumed from {checkpointer.directory}/{start}")
+      else:
+        start = 0
+        state = trainer.init(config.seed, trainer.put(batches(0), batch_size))
+      writer = MetricWriter(workdir, resume_step=start) if is_main else None
+      evaluate = None
+      if eval_source is not None:
+        evaluate = lambda s: trainer.evaluate(s, eval_source, _eval_batch_size(config, trainer))
 
-    state = run_loop(trainer, state, batches=batches, batch_size=batch_size, start=start, steps=config.steps,
-                     log_every=config.log_every, eval_every=config.eval_every, evaluate=evaluate,
-                     checkpoint_every=config.checkpoint_every, checkpointer=checkpointer, writer=writer,
-                     progress=config.progress_bar, stop_on_nonfinite=config.stop_on_nonfinite)
-    if checkpointer.latest_step() != config.steps:
-      checkpointer.save(config.steps, state)
-  finally:
-    checkpointer.close()
+      state = run_loop(trainer, state, batches=batches, batch_size=batch_size, start=start, steps=config.steps,
+                       log_every=config.log_every, eval_every=config.eval_every, evaluate=evaluate,
+                       checkpoint_every=config.checkpoint_every, checkpointer=checkpointer, writer=writer,
+                       progress=config.progress_bar, stop_on_nonfinite=config.stop_on_nonfinite)
+      if checkpointer.latest_step() != config.steps:
+        checkpointer.save(config.steps, state)
 
-  results = evaluate(state) if evaluate is not None else {}
-  if is_main:
-    if results and not writer.has(config.steps, "eval/"):  # a rerun of a finished run writes no second line
-      writer.write(config.steps, {f"eval/{k}": v for k, v in results.items()})
-      _say(f"{config.data.eval_split} after {config.steps} steps: "
-           + ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump({"step": config.steps, "eval_split": config.data.eval_split, "metrics": results,
-                 "dataset": dataclasses.asdict(info), "config": config.to_dict(), "command": _command()}, f,
-                indent=2, default=str)
+    results = evaluate(state) if evaluate is not None else {}
+    if is_main:
+      if results and not writer.has(config.steps, "eval/"):  # a rerun of a finished run writes no second line
+        writer.write(config.steps, {f"eval/{k}": v for k, v in results.items()})
+        _say(f"{config.data.eval_split} after {config.steps} steps: "
+             + ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
+      with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump({"step": config.steps, "eval_split": config.data.eval_split, "metrics": results,
+                   "dataset": dataclasses.asdict(info), "config": config.to_dict(), "command": _command()}, f,
+                  indent=2, default=str)
   return results
 
 
@@ -570,38 +601,9 @@ def fit(model: nn.Module, train_data: Mapping[str, np.ndarray], *, task: Any = "
 # ----------------------------------------------------------------------------------------------------------- CLI
 
 
-def main(argv) -> None:
-  del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  f = flags.FLAGS
-  if f.jax_distributed or f.coordinator_address:
-    kwargs = {}
-    if f.coordinator_address:
-      kwargs = dict(coordinator_address=f.coordinator_address, num_processes=f.num_processes,
-                    process_id=f.process_id)
-    jax.distributed.initialize(**kwargs)
-  if not f["verbosity"].present:
-    # absl.app shows every library's INFO log (Orbax logs each save at length); the run's own progress is the bar,
-    # metrics.jsonl and the lines it prints. Pass -v 0 to see INFO logs again.
-    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-    absl_logging.set_verbosity(absl_logging.WARNING)
-  train_and_evaluate(f.config, f.workdir)
-
-
-def _define_flags():
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config_flags.DEFINE_config_file("config", None, "Path to a config file (recipes/configs/<name>.py).",
-                                  lock_config=True)
-  flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics; rerun with it to resume.")
-  flags.DEFINE_bool("jax_distributed", False, "Call jax.distributed.initialize() (multi-host, auto-detected).")
-  flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for jax.distributed.")
-  flags.DEFINE_integer("num_processes", None, "Number of processes, for jax.distributed.")
-  flags.DEFINE_integer("process_id", None, "This process's index, for jax.distributed.")
-  flags.mark_flags_as_required(["config", "workdir"])
+# The command line (``--help``, config names, ``--print_config``, overrides) is zoo.recipes.cli.
 
 
 if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
-  _define_flags()
-  app.run(main)
+  from zoo.recipes import cli  # pylint: disable=g-import-not-at-top
+  cli.main()
