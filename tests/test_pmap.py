@@ -1,5 +1,6 @@
 """zoo models also run under ``jax.pmap`` (older pod scripts use it): forward, and a data-parallel train step."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,7 +36,26 @@ def test_pmap_forward_matches_jit(name, model, x):
   variables = model.init(jax.random.key(0), x[:2])
   expected = jax.jit(model.apply)(variables, x)
   out = jax.pmap(model.apply, in_axes=(None, 0))(variables, x.reshape(N, -1, *x.shape[1:]))
-  np.testing.assert_allclose(out.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(out.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
+
+
+class VariantsTest(chex.TestCase):
+  """The same forward and gradient without jit, with jit and under pmap (chex's variants)."""
+
+  @chex.variants(without_jit=True, with_jit=True, with_pmap=True)
+  def test_mlp_forward_and_grad_agree_across_variants(self):
+    model = core.MLP(features=(16, 10))
+    x = np.random.default_rng(2).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+    variables = model.init(jax.random.key(0), x)
+
+    def loss_and_grad(variables, x):
+      loss = lambda v: jnp.mean(model.apply(v, x) ** 2)
+      return jax.value_and_grad(loss)(variables)
+
+    expected = loss_and_grad(variables, x)
+    got = self.variant(loss_and_grad)(variables, x)  # pmap: broadcast to the devices, first device's output
+    chex.assert_trees_all_close(got, expected, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_equal_shapes(got[1], variables)
 
 
 def test_pmap_data_parallel_step_matches_global_step():
@@ -56,5 +76,4 @@ def test_pmap_data_parallel_step_matches_global_step():
 
   sharded = jax.tree.map(lambda v: v.reshape(N, -1, *v.shape[1:]), batch)
   new = jax.pmap(pmap_step, axis_name="devices", in_axes=(None, 0))(state, sharded)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b, rtol=1e-5, atol=1e-6), new.params,
-               global_state.params)
+  chex.assert_trees_all_close(jax.tree.map(lambda a: a[0], new.params), global_state.params, rtol=1e-5, atol=1e-6)
