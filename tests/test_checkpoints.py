@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from zoo import checkpoints
+from zoo.recipes import builders
 from zoo.recipes import data
 
 
@@ -19,21 +20,36 @@ def test_unknown_checkpoint_lists_the_available_ones():
     checkpoints.load("hopfield_mnist")
 
 
-def test_shipped_checkpoint_is_small():
-  root = checkpoints.path("hopfield_digits")
+@pytest.mark.parametrize("name", checkpoints.names())
+def test_shipped_checkpoint_is_small(name):
+  root = checkpoints.path(name)
   size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
   assert size < 1_000_000
 
 
-def test_hopfield_digits_reproduces_its_recorded_test_accuracy():
-  model, variables = checkpoints.load("hopfield_digits")
-  meta = checkpoints.load_meta("hopfield_digits")
+# What each shipped model must at least reach on its evaluation split (the configs' documented results, rounded down).
+FLOORS = {"hopfield_digits": ("accuracy", ">=", 0.95), "vit_digits": ("accuracy", ">=", 0.85),
+          "activator_digits": ("accuracy", ">=", 0.9), "kan_function_fitting": ("relative_l2", "<=", 0.02)}
+
+
+def test_every_shipped_checkpoint_has_a_floor():
+  assert set(checkpoints.names()) == set(FLOORS)
+
+
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_shipped_checkpoint_reproduces_its_recorded_metrics(name):
+  """Load with one call, evaluate with the task it was trained with, get the numbers recorded beside it."""
+  model, variables = checkpoints.load(name)
+  meta = checkpoints.load_meta(name)
+  task = builders.make_task(meta["task"])
   sources, _ = data.load(meta["dataset"]["name"], splits=[meta["dataset"]["split"]], **meta["dataset"]["kwargs"])
-  test = sources[meta["dataset"]["split"]].arrays
-  logits = np.asarray(jax.jit(model.apply)(variables, test["image"]))
-  accuracy = float(np.mean(np.argmax(logits, -1) == test["label"]))
-  assert accuracy == pytest.approx(meta["metrics"]["accuracy"], abs=1e-9)
-  assert accuracy >= 0.95
+  split = sources[meta["dataset"]["split"]].arrays
+  outputs = jax.jit(model.apply)(variables, task.inputs(split))
+  got = {k: float(np.mean(v)) for k, v in jax.device_get(task.metrics(outputs, split)).items()}
+  for key, recorded in meta["metrics"].items():
+    assert got[key] == pytest.approx(recorded, rel=1e-4, abs=1e-6), key
+  metric, direction, floor = FLOORS[name]
+  assert got[metric] >= floor if direction == ">=" else got[metric] <= floor
 
 
 @pytest.mark.parametrize("name", ["../checkpoints/hopfield_digits", "hopfield_digits/", "/tmp", "..", ".", ""])
