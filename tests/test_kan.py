@@ -239,7 +239,7 @@ def test_narrow_masks_and_schedule_procedure():
   proc = skan_lib.ThreePhaseSelection(model=model, task=tasks.Regression(), optimizer=optax.adam(1e-2),
                                       full_steps=2, selective_steps=2, top_k=2)
   batch = {"x": X2, "y": X2[:, :1] ** 2}
-  state = nn.unbox(proc.init(jax.random.key(0), batch))   # as the trainer does
+  state = jax.jit(lambda r, b: nn.unbox(proc.init(r, b)))(jax.random.key(0), batch)   # as the trainer does
   step = jax.jit(proc.step)
   phases, kept = [], []
   for _ in range(6):
@@ -295,8 +295,8 @@ def test_afkan_trainable_phases_equal_the_fixed_kernel_path_at_init_and_get_grad
   shared = jax.tree.map(lambda a: a, v_fixed)
   for name in ("layers_0", "layers_1"):
     shared["params"][name] = {k: a for k, a in v["params"][name].items() if not k.startswith("phase")}
-  np.testing.assert_allclose(full.apply(v, X2), fixed.apply(shared, X2), rtol=1e-4, atol=1e-5)
-  g = jax.grad(lambda p: jnp.sum(full.apply({"params": p}, X2) ** 2))(v["params"])
+  np.testing.assert_allclose(jax.jit(full.apply)(v, X2), jax.jit(fixed.apply)(shared, X2), rtol=1e-4, atol=1e-5)
+  g = jax.jit(jax.grad(lambda p: jnp.sum(full.apply({"params": p}, X2) ** 2)))(v["params"])
   assert float(jnp.abs(g["layers_0"]["phase_low"]).sum()) > 0 and float(jnp.abs(g["layers_0"]["phase_high"]).sum()) > 0
 
 
@@ -315,7 +315,7 @@ def test_frozen_selection_and_frozen_karat_operator_get_no_gradient():
   for learn in (True, False):
     m = kan.SKAN((1,), learn_selection=learn)
     v = m.init(jax.random.key(0), x)
-    g = jax.grad(lambda p: jnp.sum(m.apply({**v, "params": p}, x) ** 2))(v["params"])
+    g = jax.jit(jax.grad(lambda p: jnp.sum(m.apply({**v, "params": p}, x) ** 2)))(v["params"])
     assert (float(jnp.abs(nn.unbox(g["layers_0"]["selection_logits"])).sum()) > 0) == learn
   m = karat.KArAtViT(learn_operator=False, **TINY_VIT)
   v = _init("KArAtViT")
