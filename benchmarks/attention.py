@@ -26,18 +26,13 @@ Targets (issue 4), on an H100: zoo at least at parity with jax-pallas, within 1.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 
+import _timing  # benchmarks/_timing.py
 from zoo.kernels import attention as attn
-
-
-def _platform() -> str:
-  return jax.devices()[0].platform
 
 
 def _jax_pallas(platform: str, causal: bool):
@@ -69,16 +64,6 @@ def _flops(b, t, h, d, causal):
   return fwd, 3.5 * fwd
 
 
-def _time(fn, args, reps):
-  jax.block_until_ready(fn(*args))  # compile + warm up
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def _measure(name, fn, platform, b, t, h, d, dtype, causal, reps):
   """(fwd seconds, fwd+bwd seconds, fwd+bwd temp bytes), with 'error' strings where a run fails."""
   keys = jax.random.split(jax.random.key(0), 4)
@@ -92,7 +77,7 @@ def _measure(name, fn, platform, b, t, h, d, dtype, causal, reps):
   out = []
   for f in (fwd, bwd):
     try:
-      out.append(_time(f, (q, k, v), reps))
+      out.append(_timing.median_seconds(f, (q, k, v), reps))
     except Exception as e:  # pylint: disable=broad-except
       out.append(f"{type(e).__name__}")
   try:
@@ -140,9 +125,9 @@ def memory_sweep(lengths, d, dtype, causal=True):
   print(f"\nforward+backward temporary memory, compiled (not run): batch 1, heads 2, head_dim {d}, "
         f"{jnp.dtype(dtype).name}, causal={causal}")
   print(f"{'len':>6} | {'zoo MiB':>9} {'xla MiB':>10} {'xla/zoo':>8}")
-  interpret = _platform() not in ("gpu", "tpu")
+  interpret = _timing.platform() not in ("gpu", "tpu")
   zoo = lambda q, k, v: attn.flash_attention(q, k, v, is_causal=causal, interpret=interpret,
-                                             backend="tpu" if _platform() == "tpu" else "gpu")
+                                             backend="tpu" if _timing.platform() == "tpu" else "gpu")
   ref = lambda q, k, v: attn.reference(q, k, v, is_causal=causal)
   rows = []
   for t in lengths:
@@ -158,7 +143,7 @@ def memory_sweep(lengths, d, dtype, causal=True):
 
 
 def main(argv=None):
-  platform = _platform()
+  platform = _timing.platform()
   accel = platform in ("gpu", "tpu")
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--lengths", type=int, nargs="+",

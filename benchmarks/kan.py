@@ -26,18 +26,13 @@ lent; see benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import _timing  # benchmarks/_timing.py
 from zoo.kernels import kan_basis as kb
-
-
-def _platform() -> str:
-  return jax.devices()[0].platform
 
 
 def _layer_fns(basis, grid, impl: str, interpret: bool):
@@ -56,22 +51,6 @@ def _mlp_fn():
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
 
 
-def _time(fn, args, reps: int) -> float:
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
-def _memory(fn, args) -> float:
-  """Compiled temporaries + outputs in MiB (compiles, does not run)."""
-  m = fn.lower(*args).compile().memory_analysis()
-  return (m.temp_size_in_bytes + m.output_size_in_bytes) / 2**20
-
-
 def _operands(batch: int, width: int, k: int, dtype):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(-1, 1, (batch, width)), dtype)
@@ -84,7 +63,7 @@ def _operands(batch: int, width: int, k: int, dtype):
 
 
 def run_sweep(batches, widths, reps: int, dtype):
-  platform = _platform()
+  platform = _timing.platform()
   on_device = platform in ("gpu", "tpu")
   basis = kb.Basis.bspline(5, 3)
   k = basis.size
@@ -101,12 +80,12 @@ def run_sweep(batches, widths, reps: int, dtype):
     mlp = _mlp_fn()
     for batch in batches:
       x, coef, wb, w1, w2 = _operands(batch, width, k, dtype)
-      t_naive = _time(naive, (x, coef, wb), reps)
-      t_mlp = _time(mlp, (x, w1, w2), reps)
-      t_kernel = _time(kernel, (x, coef, wb), reps) if on_device else float("nan")
-      m_kernel = _memory(kernel, (x, coef, wb))
-      m_naive = _memory(naive, (x, coef, wb))
-      m_mlp = _memory(mlp, (x, w1, w2))
+      t_naive = _timing.median_seconds(naive, (x, coef, wb), reps)
+      t_mlp = _timing.median_seconds(mlp, (x, w1, w2), reps)
+      t_kernel = _timing.median_seconds(kernel, (x, coef, wb), reps) if on_device else float("nan")
+      m_kernel = _timing.memory_mib(kernel, (x, coef, wb))
+      m_naive = _timing.memory_mib(naive, (x, coef, wb))
+      m_mlp = _timing.memory_mib(mlp, (x, w1, w2))
       row = dict(batch=batch, width=width, params=(k + 1) * width * width, kernel=t_kernel * 1e3,
                  naive=t_naive * 1e3, mlp=t_mlp * 1e3, m_kernel=m_kernel, m_naive=m_naive, m_mlp=m_mlp)
       rows.append(row)
@@ -117,7 +96,7 @@ def run_sweep(batches, widths, reps: int, dtype):
 
 
 def run_memory_vs_basis(batch: int, width: int, dtype):
-  on_device = _platform() in ("gpu", "tpu")
+  on_device = _timing.platform() in ("gpu", "tpu")
   print(f"\n## compiled memory of forward+backward vs the number of basis functions (batch {batch}, width {width})")
   print("| G | K | kernel MiB | naive MiB | naive/kernel |")
   print("|---|---|---|---|---|")
@@ -126,15 +105,15 @@ def run_memory_vs_basis(batch: int, width: int, dtype):
     basis = kb.Basis.bspline(g, 3)
     grid = kb.make_grid(basis, width)
     x, coef, wb, _, _ = _operands(batch, width, basis.size, dtype)
-    m_kernel = _memory(_layer_fns(basis, grid, "kernel", interpret=not on_device), (x, coef, wb))
-    m_naive = _memory(_layer_fns(basis, grid, "naive", interpret=False), (x, coef, wb))
+    m_kernel = _timing.memory_mib(_layer_fns(basis, grid, "kernel", interpret=not on_device), (x, coef, wb))
+    m_naive = _timing.memory_mib(_layer_fns(basis, grid, "naive", interpret=False), (x, coef, wb))
     out.append((g, basis.size, m_kernel, m_naive))
     print(f"| {g} | {basis.size} | {m_kernel:.1f} | {m_naive:.1f} | {m_naive / m_kernel:.1f} |", flush=True)
   return out
 
 
 def main():
-  platform = _platform()
+  platform = _timing.platform()
   on_device = platform in ("gpu", "tpu")
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--batches", type=int, nargs="+",

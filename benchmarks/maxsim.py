@@ -15,24 +15,13 @@ Pallas interpreter on CPU, where its time says only that it runs); ``xla``: ``zo
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 
+import _timing  # benchmarks/_timing.py
 from zoo.kernels import maxsim as ms
-
-
-def _time(fn, args, reps):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def _measure(fn, b, lq, n, ld, k, dtype, reps):
@@ -44,7 +33,7 @@ def _measure(fn, b, lq, n, ld, k, dtype, reps):
   out = []
   for f in (fwd, bwd):
     try:
-      out.append(_time(f, (q, d), reps))
+      out.append(_timing.median_seconds(f, (q, d), reps))
     except Exception as e:  # pylint: disable=broad-except
       out.append(type(e).__name__)
     try:

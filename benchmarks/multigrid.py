@@ -27,19 +27,14 @@ CPU runs use small sizes (64-256) by default; the issue's 64^2-1024^2 sweep is t
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import _timing  # benchmarks/_timing.py
 from zoo import mgno
 from zoo.kernels import multigrid as mg
-
-
-def _platform() -> str:
-  return jax.devices()[0].platform
 
 
 def _kw(impl: str):
@@ -61,25 +56,8 @@ def _layer_fn(impl: str, channels: int):
   return layer, jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
 
 
-def _time(fn, args, reps: int) -> float:
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
-
-
-def _memory_mib(fn, args) -> float:
-  stats = fn.lower(*args).compile().memory_analysis()
-  if stats is None:
-    return float("nan")
-  return (stats.temp_size_in_bytes + stats.output_size_in_bytes) / 2**20
-
-
 def main(argv=None) -> None:
-  platform = _platform()
+  platform = _timing.platform()
   accelerator = platform in ("gpu", "tpu")
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512, 1024] if accelerator else
@@ -110,8 +88,8 @@ def main(argv=None) -> None:
           params = jax.jit(layer.init)(jax.random.key(0), x)
           fargs = (params, x)
         try:
-          t = _time(fn, fargs, args.reps)
-          mem = _memory_mib(fn, fargs)
+          t = _timing.median_seconds(fn, fargs, args.reps)
+          mem = _timing.memory_mib(fn, fargs)
         except Exception as e:  # pylint: disable=broad-except
           print(f"| {workload} | {n} | {impl} | failed: {type(e).__name__}: {str(e)[:80]} | | |")
           continue

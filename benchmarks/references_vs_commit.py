@@ -15,12 +15,12 @@ import importlib.util
 import subprocess
 import sys
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import _timing  # benchmarks/_timing.py
 from zoo.kernels import attention as new_attention
 from zoo.kernels import kan_basis as new_kan_basis
 
@@ -37,16 +37,6 @@ def _load_at(rev: str, path: str, name: str, directory: str):
   return module
 
 
-def _median_ms(fn, *args, reps: int) -> float:
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return 1e3 * float(np.median(times))
-
-
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--rev", required=True, help="the earlier commit")
@@ -60,7 +50,7 @@ def main() -> None:
   print("| workload | before ms | after ms | before / after |\n|---|---|---|---|")
 
   def row(name, before, after, *xs):
-    b, a = _median_ms(before, *xs, reps=args.reps), _median_ms(after, *xs, reps=args.reps)
+    b, a = (1e3 * _timing.median_seconds(fn, xs, args.reps) for fn in (before, after))
     print(f"| {name} | {b:.3f} | {a:.3f} | {b / a:.2f} |")
 
   for length in (256, 1024):
@@ -77,7 +67,7 @@ def main() -> None:
   with jax.enable_x64(True):
     q = jnp.asarray(rng.normal(size=(2, 256, 4, 64)))
     fwd = jax.jit(lambda q: new_attention.reference(q, q, q))
-    f32, f64 = _median_ms(fwd, q.astype(jnp.float32), reps=args.reps), _median_ms(fwd, q, reps=args.reps)
+    f32, f64 = (1e3 * _timing.median_seconds(fwd, (x,), args.reps) for x in (q.astype(jnp.float32), q))
     print(f"| attention reference fwd, len 256, now: float32 {f32:.3f} ms vs float64 {f64:.3f} ms | - | - | "
           f"{f32 / f64:.2f} |")
 
