@@ -8,7 +8,7 @@ effects PAPERS.md names for them, each against a baseline and an ablation by a f
     body 32-32, hyperfan-in) with 3944 trainable parameters (< 10x the target's), Adam 3e-3, batch 128, 1500
     steps, 3 seeds vmapped. Baseline: one shared 1-32-32-1 net trained on every task. Ablation:
     ``conditioning='none'`` (the same chunked hypernetwork without the task input: a static hypernetwork).
-(b) Continual learning over 3 digit splits ({0-3}, {4-6}, {7-9}; task-incremental, shared 4-way head) with the output
+(b) (``slow``) Continual learning over 3 digit splits ({0-3}, {4-6}, {7-9}; task-incremental, shared 4-way head) with the output
     regulariser of ``procedures.continual.HyperCL`` (beta 0.05, Adam 3e-3 restarted per task, 100 steps of 32 per
     task): target 64-32-4, chunked MLP hypernetwork (chunks of 128, body 32-32). Baseline: sequential fine-tuning of
     the target net. Ablation: ``output_regularizer=False`` (the hypernetwork fine-tuned task after task).
@@ -43,7 +43,10 @@ seed, > 30 points for fine-tuning and for the ablation; (c) with hyperfan-in bot
 and the first of 'component' in [0.5, 2]; > 10 with the standard init.
 Mutation check: ``table = hn(jnp.zeros(hn.num_tasks, jnp.int32))`` in ``HyperModel.__call__`` (every task gets
 task 0's weights) fails (a): worst per-task MSE 1.05-1.26.
-Cost: ~200 s on this 2-core machine under a load average of ~10 (compile-bound: 7 jitted programs).
+(b) is marked ``slow`` (~18 s at a load average of ~5): its HyperCL machinery, with the same kind of fine-tuning
+baseline and no-regulariser ablation, is the default-suite effect test of tests/papers/test_dp_hypernet_cl.py.
+Cost of the default tests (a) + (c): ~22 s at a load average of ~5 (was ~60 s there, ~200 s under a load of ~10):
+(a) is 3 jitted trainings plus one jitted evaluation each; (c) is one jitted program for its 4 init variants.
 """
 
 import flax.linen as nn
@@ -51,6 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from zoo import core
 from zoo import hypernet
@@ -104,7 +108,8 @@ def test_task_conditioned_chunked_hypernet_fits_ten_sinusoids(seed):
           chunk_size=64, hidden=(32, 32)))
     proc = backprop.Backprop(model=model, task=task, optimizer=optax.adam(SIN_LR))
     states = _fit(proc, train, seeds, SIN_STEPS, SIN_BATCH)
-    err = jax.vmap(proc.evaluate, in_axes=(0, None))(states, {k: jnp.asarray(v) for k, v in test.items()})["loss"]
+    err = jax.jit(jax.vmap(proc.evaluate, in_axes=(0, None)))(  # jitted: eager flax evaluation dispatches op by op
+        states, {k: jnp.asarray(v) for k, v in test.items()})["loss"]
     mse[name] = np.asarray(jax.vmap(lambda e: jax.ops.segment_sum(e, test["task"], 10) / 100.0)(err))  # [seeds, 10]
     if name == "hn":
       n_hn = sum(int(np.size(x)) for x in jax.tree.leaves(jax.tree.map(lambda x: x[0], states.params)))
@@ -127,7 +132,10 @@ def _cl_batches(train, seeds):
   return {k: jnp.asarray(np.stack([o[k] for o in out])) for k in out[0]}
 
 
+@pytest.mark.slow
 def test_output_regulariser_prevents_forgetting_on_split_digits(seed):
+  """(b): ``slow`` -- the same HyperCL machinery, with its fine-tuning baseline and no-regulariser ablation, is the
+  default-suite effect test of tests/papers/test_dp_hypernet_cl.py (5 tasks, LSTM generator)."""
   gen = split_digits.split_digits(num_tasks=CL_TASKS)
   train, test = gen.splits["train"], gen.splits["test"]
   test = {k: jnp.asarray(test[k]) for k in ("image", "label", "task")}
@@ -158,19 +166,19 @@ def test_hyperfan_init_keeps_target_preactivation_variance(seed):
   target = core.MLP((64, 64, 10))
   x = jax.random.normal(jax.random.key(seed + 100), (512, 64))
   keys = jax.vmap(lambda s: jax.random.key(s, impl="rbg"))(jnp.arange(8) + seed)
-  results = {}
-  for output in ("full", "component"):
-    for scheme in ("hyperfan_in", "default"):
-      hn = hypernet.HyperNetwork(target, (64,), conditioning="task", num_tasks=4, output=output, hidden=(64, 64),
-                                 init_scheme=scheme)
+  configs = [(output, scheme) for output in ("full", "component") for scheme in ("hyperfan_in", "default")]
 
-      def preacts(key, hn=hn):
-        w = hn.apply(hn.init(key, jnp.arange(4)), jnp.arange(4))
-        z1 = jnp.einsum("ni,tio->tno", x, w["dense_0"]["kernel"]) + w["dense_0"]["bias"][:, None]
-        z2 = jnp.einsum("tni,tio->tno", jax.nn.relu(z1), w["dense_1"]["kernel"]) + w["dense_1"]["bias"][:, None]
-        return jnp.var(z1), jnp.var(z2)
-      v1, v2 = jax.jit(jax.vmap(preacts))(keys)  # 8 inits x 4 tasks
-      results[output, scheme] = (float(v1.mean()), float(v2.mean()))
+  def preacts(key, hn):
+    w = hn.apply(hn.init(key, jnp.arange(4)), jnp.arange(4))
+    z1 = jnp.einsum("ni,tio->tno", x, w["dense_0"]["kernel"]) + w["dense_0"]["bias"][:, None]
+    z2 = jnp.einsum("tni,tio->tno", jax.nn.relu(z1), w["dense_1"]["kernel"]) + w["dense_1"]["bias"][:, None]
+    return jnp.var(z1), jnp.var(z2)
+
+  def every(keys):  # the 4 (output, init) variants in one compiled program, 8 inits x 4 tasks each
+    return [jax.vmap(lambda k, c=c: preacts(k, hypernet.HyperNetwork(
+        target, (64,), conditioning="task", num_tasks=4, output=c[0], hidden=(64, 64), init_scheme=c[1])))(keys)
+            for c in configs]
+  results = {c: (float(v1.mean()), float(v2.mean())) for c, (v1, v2) in zip(configs, jax.jit(every)(keys))}
   print(results)
   v1, v2 = results["full", "hyperfan_in"]
   assert 0.5 <= v1 <= 2.0 and 0.5 <= v2 <= 2.0, results  # Chang et al.'s exact rule

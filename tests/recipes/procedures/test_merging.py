@@ -45,8 +45,9 @@ def test_ties_trims_elects_sign_and_takes_the_disjoint_mean():
 def test_layerwise_merge_on_a_zoo_models_parameters():
   model = core.MLP((4, 2))
   x = jnp.ones((1, 3))
-  theta0 = model.init(jax.random.key(0), x)["params"]
-  thetas = [model.init(jax.random.key(k), x)["params"] for k in (1, 2)]
+  init = jax.jit(model.init)  # one compile for the 3 inits (eager flax init dispatches op by op)
+  theta0 = init(jax.random.key(0), x)["params"]
+  thetas = [init(jax.random.key(k), x)["params"] for k in (1, 2)]
   taus = merging.task_vectors(theta0, thetas)
   L = len(jax.tree.leaves(theta0))
   lam = jnp.zeros((2, L)).at[0, :].set(1.0)
@@ -68,14 +69,18 @@ def test_adamerging_lowers_entropy_and_keeps_coefficients_in_unit_interval():
   def apply_fn(params, k, xs):
     del k
     return xs @ params["w"]
-  for granularity, shape in (("task", (2,)), ("layer", (2, 1))):
-    lam, history = jax.jit(lambda: merging.adamerging(apply_fn, theta0, taus, [x, x], granularity=granularity,
-                                                      steps=300, learning_rate=0.05))()
+  granularities = (("task", (2,)), ("layer", (2, 1)))
+
+  def every():  # both granularities and AdaMerging++ in one compiled program
+    runs = [merging.adamerging(apply_fn, theta0, taus, [x, x], granularity=g, steps=300, learning_rate=0.05)
+            for g, _ in granularities]
+    return runs, merging.adamerging(apply_fn, theta0, taus, [x, x], ties=True, density=0.5, steps=5)[0]
+  runs, lam_pp = jax.jit(every)()
+  for (lam, history), (_, shape) in zip(runs, granularities):
     assert lam.shape == shape and history.shape == (300,)
     assert float(lam.min()) >= 0.0 and float(lam.max()) <= 1.0
     assert float(lam[1].max()) == 1.0  # pushed to the clip
     assert float(history[-20:].mean()) < 0.8 * float(history[:20].mean())
-  lam_pp, _ = merging.adamerging(apply_fn, theta0, taus, [x, x], ties=True, density=0.5, steps=5)
   assert lam_pp.shape == (2, 1)
 
 
