@@ -14,6 +14,11 @@ from zoo.recipes import train
 from zoo.recipes.procedures import hier_poly
 
 
+# Parameter inits draw from unsafe_rbg keys: XLA compiles them far faster than threefry (no test here depends on a
+# seed's particular values).
+KEY = lambda seed: jax.random.key(seed, impl="unsafe_rbg")
+
+
 def test_target_statistics():
   rng = np.random.default_rng(0)
   A = H.quadratic_feature_matrix(rng, 8)  # pylint: disable=invalid-name
@@ -29,16 +34,22 @@ def test_target_statistics():
 def test_net_shapes_jit_vmap_and_methods(inner):
   model = H.ThreeLayerNet(width=16, inner_width=8, inner_activation=inner)
   x = jax.random.normal(jax.random.key(0), (6, 5))
-  variables = jax.jit(model.init)(jax.random.key(1), x)
+  variables = jax.jit(model.init)(KEY(1), x)
   assert set(variables) == {"params", "random_features"}
-  out = jax.jit(model.apply)(variables, x)
+
+  @jax.jit
+  def run(variables, x):  # one compile: the forward, its vmap, and the two methods
+    batched = jax.vmap(model.apply, in_axes=(None, 0))(variables, x.reshape(2, 3, 5))
+    return (model.apply(variables, x), batched, model.apply(variables, x, method="hidden"),
+            model.apply(variables, x, method="inner"))
+
+  out, batched, hidden, inner = run(variables, x)
   assert out.shape == (6,) and out.dtype == jnp.float32
-  batched = jax.vmap(model.apply, in_axes=(None, 0))(variables, x.reshape(2, 3, 5))
+  np.testing.assert_allclose(model.apply(variables, x), out, rtol=1e-5, atol=1e-6)  # eager == jit
   np.testing.assert_allclose(batched.reshape(6), out, rtol=1e-5, atol=1e-6)
   params = nn.unbox(variables["params"])
-  hidden = model.apply(variables, x, method="hidden")
   np.testing.assert_allclose(hidden @ params["a"] + params["c"], out, rtol=1e-5, atol=1e-6)
-  assert model.apply(variables, x, method="inner").shape == (6, 8)
+  assert inner.shape == (6, 8)
 
 
 def test_stage_one_moves_every_row_along_a_i_times_the_target_correlation():
@@ -46,14 +57,21 @@ def test_stage_one_moves_every_row_along_a_i_times_the_target_correlation():
   model = H.ThreeLayerNet(width=8, inner_width=6, init_scale=0.0)
   x = jax.random.normal(jax.random.key(0), (50, 4))
   y = jax.random.normal(jax.random.key(1), (50,))
-  variables = nn.unbox(model.init(jax.random.key(2), x))
-  trained = hier_poly.train_layerwise(model, variables, x, y, x, y, jax.random.key(3), stage1_lr=1.0)
-  phi = model.apply(variables, x, method="inner")
-  resid = y - model.apply(variables, x)
-  expected = jnp.outer(variables["params"]["a"], resid @ phi / 50)
-  pre = phi @ expected.T
-  # train_layerwise standardises each row: W' = W_1 / sd(phi W_1).
-  np.testing.assert_allclose(trained["params"]["W"], expected / pre.std(0)[:, None], rtol=1e-3, atol=1e-5)
+
+  @jax.jit
+  def run(x, y):  # one compile: init, the layer-wise training, and the update computed by hand
+    variables = nn.unbox(model.init(KEY(2), x))
+    trained = hier_poly.train_layerwise(model, variables, x, y, x, y, jax.random.key(3), stage1_lr=1.0)
+    phi = model.apply(variables, x, method="inner")
+    resid = y - model.apply(variables, x)
+    expected = jnp.outer(variables["params"]["a"], resid @ phi / 50)
+    pre = phi @ expected.T
+    # train_layerwise standardises each row: W' = W_1 / sd(phi W_1).
+    return trained["params"]["W"], expected / pre.std(0)[:, None]
+
+  got, want = run(x, y)
+  assert np.abs(np.asarray(want)).max() > 1e-3  # a real update, not W ~ 0 on both sides
+  np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
 
 
 def test_procedure_in_the_loop(single_device_mesh):
@@ -72,19 +90,19 @@ def test_procedure_in_the_loop(single_device_mesh):
 def test_sharded_forward_on_8_devices():
   model = H.ThreeLayerNet(width=16, inner_width=8)
   x = jax.random.normal(jax.random.key(0), (16, 4))
-  variables = model.init(jax.random.key(1), x)
+  variables = jax.jit(model.init)(KEY(1), x)
   mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
   placed = jax.device_put(nn.unbox(variables), sharding.state_shardings(variables, mesh))
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     out = jax.jit(model.apply)(placed, jax.device_put(x, NamedSharding(mesh, P(("data", "fsdp")))))
   assert len(out.sharding.device_set) == 8
-  np.testing.assert_allclose(out, model.apply(nn.unbox(variables), x), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(out, jax.jit(model.apply)(nn.unbox(variables), x), rtol=1e-5, atol=1e-5)
 
 
 def test_bad_inputs_are_named_errors():
   model = H.ThreeLayerNet(width=4, inner_width=3)
   x = jnp.ones((2, 5))
-  variables = model.init(jax.random.key(0), x)
+  variables = jax.jit(model.init)(KEY(0), x)
   with pytest.raises(ValueError, match="d = 5"):
     model.apply(variables, jnp.ones((2, 4)))
   with pytest.raises(TypeError, match="`x`"):
@@ -92,7 +110,7 @@ def test_bad_inputs_are_named_errors():
   with pytest.raises(ValueError, match="empty batch"):
     model.apply(variables, jnp.ones((0, 5)))
   with pytest.raises(ValueError, match="inner_activation"):
-    H.ThreeLayerNet(inner_activation="tanh").init(jax.random.key(0), x)
+    jax.eval_shape(H.ThreeLayerNet(inner_activation="tanh").init, KEY(0), x)
   with pytest.raises(ValueError, match="`g`"):
     H.hierarchical_target(np.random.default_rng(0), 3, 2, g="sin", A=np.eye(2))
   with pytest.raises(ValueError, match="symmetric"):

@@ -3,6 +3,8 @@ ranking dataset."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,14 +41,31 @@ MODELS = {
 }
 
 
+# Parameter inits draw from unsafe_rbg keys: XLA compiles them far faster than threefry (no test here depends on a
+# seed's particular values).
+KEY = lambda seed: jax.random.key(seed, impl="unsafe_rbg")
+
+
+@functools.cache
+def _compiled(name):
+  """``(variables, apply(variables, _inputs()))`` of ``MODELS[name]``, init and forward in one compile, shared across
+  tests."""
+  model = MODELS[name]
+
+  @jax.jit
+  def init_and_apply(key, x):
+    variables = model.init(key, x)
+    return variables, model.apply(variables, x)
+
+  return init_and_apply(KEY(0), _inputs())
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_shapes_jit_vmap(name):
   model = MODELS[name]
   x = _inputs()
-  variables = jax.jit(model.init)(jax.random.key(0), x)
-  apply = jax.jit(model.apply)
-  out = apply(variables, x)
-  assert out.shape == (8, 4) and out.dtype == jnp.float32 and bool(jnp.isfinite(out).all())
+  variables, out = _compiled(name)
+  assert out.shape == (8, 4) and out.dtype == jnp.float32 and np.isfinite(np.asarray(out)).all()
   if name not in ("knrm", "dssm"):  # vmap: one interaction and one representation model
     return
   stacked = jax.tree.map(lambda a: jnp.stack([a, a]), x)
@@ -55,14 +74,14 @@ def test_shapes_jit_vmap(name):
 
 
 def test_sharded_forward():
-  model = MODELS["knrm"]
   x = _inputs()
-  variables = jax.jit(model.init)(jax.random.key(0), x)
-  want = jax.jit(model.apply)(variables, x)
+  variables, want = _compiled("knrm")
+  apply = jax.jit(MODELS["knrm"].apply)
   mesh = sharding.make_mesh()
+  assert mesh.size == 8
   xs = jax.tree.map(lambda a: jax.device_put(a, NamedSharding(mesh, P(("data", "fsdp")))), x)
   with jax.set_mesh(mesh):
-    out = jax.jit(model.apply)(variables, xs)
+    out = apply(variables, xs)
   np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 
@@ -74,8 +93,8 @@ def test_knrm_kernels_and_features_by_hand():
   # phi_k = sum_i 0.01 log(sum_j exp(-(M_ij - mu_k)^2 / 2 sigma_k^2)) with M the embedding cosines
   model = ranking.KNRM(V, embed_dim=8)
   x = _inputs(b=1, n=1)
-  variables = model.init(jax.random.key(1), x)
-  phi = np.asarray(model.apply(variables, x, method=ranking.KNRM.features))[0, 0]
+  variables = jax.jit(model.init)(KEY(1), x)
+  phi = np.asarray(jax.jit(functools.partial(model.apply, method=ranking.KNRM.features))(variables, x))[0, 0]
   emb = np.asarray(variables["params"]["embedding"]["embedding"].unbox())
   q, d = np.asarray(x["query"])[0], np.asarray(x["docs"])[0, 0]
   unit = lambda v: v / np.linalg.norm(v)
@@ -119,19 +138,20 @@ def test_list_ranking_task():
 def test_bad_inputs():
   x = _inputs()
   knrm = MODELS["knrm"]
-  variables = jax.jit(knrm.init)(jax.random.key(0), x)
+  variables = _compiled("knrm")[0]
   with pytest.raises(ValueError, match="`query` must hold indices"):
     knrm.apply(variables, {**x, "query": x["query"].at[0, 0].set(V)})
   with pytest.raises(TypeError, match="integer"):
     knrm.apply(variables, {**x, "docs": x["docs"].astype(jnp.float32)})
   with pytest.raises(ValueError, match="batch=8"):
     knrm.apply(variables, {**x, "docs": x["docs"][:2]})
+  dssm_vars = _compiled("dssm")[0]
   with pytest.raises(TypeError, match="'query_tri'"):
-    MODELS["dssm"].init(jax.random.key(0), {"query": x["query"], "docs": x["docs"]})
+    MODELS["dssm"].apply(dssm_vars, {"query": x["query"], "docs": x["docs"]})
   with pytest.raises(ValueError, match="docs_tri"):
-    MODELS["dssm"].init(jax.random.key(0), {**x, "docs_tri": x["docs_tri"].at[0, 0, 0, 0].set(H)})
-  with pytest.raises(ValueError, match="multiples of pool"):
-    ranking.MatchPyramid(V, embed_dim=8, pool=(2, 5)).init(jax.random.key(0), x)
+    MODELS["dssm"].apply(dssm_vars, {**x, "docs_tri": x["docs_tri"].at[0, 0, 0, 0].set(H)})
+  with pytest.raises(ValueError, match="multiples of pool"):  # a shape error: raised while tracing
+    jax.eval_shape(ranking.MatchPyramid(V, embed_dim=8, pool=(2, 5)).init, KEY(0), x)
 
 
 def test_docstring_ranking_unseen_words():

@@ -45,13 +45,13 @@ def test_semi_matching_can_share_a_unit():
 def test_unit_activations_mlp_and_conv():
   x = jax.random.normal(jax.random.key(0), (5, 8, 8, 1))
   mlp = core.MLP(features=(7, 3))
-  v = nn.unbox(mlp.init(jax.random.key(1), x))
+  v = nn.unbox(jax.jit(mlp.init)(jax.random.key(1), x))
   acts = repsim.unit_activations(mlp, v, x, ["dense_0"])
   expected = np.maximum(np.asarray(x).reshape(5, 64) @ np.asarray(v["params"]["dense_0"]["kernel"])
                         + np.asarray(v["params"]["dense_0"]["bias"]), 0)
   np.testing.assert_allclose(acts["dense_0"], expected, rtol=1e-5, atol=1e-6)
   conv = core.ConvNet(num_classes=3, features=(4,), hidden=())
-  vc = nn.unbox(conv.init(jax.random.key(2), x))
+  vc = nn.unbox(jax.jit(conv.init)(jax.random.key(2), x))
   name = [k for k in vc["params"] if "conv" in k.lower()][0]
   out = repsim.unit_activations(conv, vc, x, [name], post=None)[name]
   assert out.shape == (5 * 8 * 8, 4)

@@ -14,6 +14,11 @@ from zoo.recipes import tasks
 from zoo.recipes import train
 
 
+# Parameter inits draw from unsafe_rbg keys: XLA compiles them far faster than threefry. (The random-feature
+# estimates below keep their threefry keys: their Monte-Carlo tolerances were set on those draws.)
+KEY = lambda seed: jax.random.key(seed, impl="unsafe_rbg")
+
+
 def _x(n=6, d=5, seed=0, scale=0.4):
   return scale * jax.random.normal(jax.random.key(seed), (n, d))
 
@@ -40,10 +45,17 @@ def test_urf_recovers_exp_and_a_fourier_cos_kernel():
 
 def test_relu_features_converge_to_arccos_and_orthogonal_rows():
   x, w = _x(8, 4, 0, 1.0), _x(5, 4, 1, 1.0)
-  for orthogonal in (False, True):
-    est = jax.jit(lambda x, w, o=orthogonal: (lambda g: snnk.relu_rf(x, g) @ snnk.relu_rf(w, g).T)(
-        snnk.gaussian_matrix(jax.random.key(4), 40000, 4, orthogonal=o)))(x, w)
-    np.testing.assert_allclose(est, snnk.arccos_kernel(x, w), atol=0.05, rtol=0.05)
+
+  @jax.jit
+  def estimates(x, w):  # one compile: i.i.d. and orthogonal features, and the closed form
+    est = lambda g: snnk.relu_rf(x, g) @ snnk.relu_rf(w, g).T
+    return [est(snnk.gaussian_matrix(jax.random.key(4), 40000, 4, orthogonal=o)) for o in (False, True)], \
+        snnk.arccos_kernel(x, w)
+
+  ests, want = estimates(x, w)
+  for est in ests:
+    np.testing.assert_allclose(est, want, atol=0.05, rtol=0.05)
+  np.testing.assert_allclose(want, snnk.arccos_kernel(x, w), rtol=1e-5, atol=1e-6)  # jit == eager
   block = snnk.gaussian_matrix(jax.random.key(5), 4, 4, orthogonal=True)
   gram = np.asarray(block @ block.T)
   np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0, atol=1e-4)
@@ -56,7 +68,7 @@ def test_relu_features_converge_to_arccos_and_orthogonal_rows():
 def test_snnk_dense_shapes_jit_vmap(kind):
   layer = snnk.SNNKDense(3, 32, kind=kind)
   x = _x()
-  variables = jax.jit(layer.init)(jax.random.key(0), x)
+  variables = jax.jit(layer.init)(KEY(0), x)
   assert set(variables) == ({"params"} if kind == "linear" else {"params", "random_features"})
   out = jax.jit(layer.apply)(variables, x)
   assert out.shape == (6, 3) and out.dtype == jnp.float32
@@ -72,12 +84,17 @@ def test_init_from_dense_approximates_the_exp_layer_and_linear_is_exact():
   x = _x(16, 5, 0, 0.3)
   kernel, bias = 0.3 * jax.random.normal(jax.random.key(1), (5, 4)), 0.1 * jnp.ones((4,))
   layer = snnk.SNNKDense(4, 8192, kind="exp")
-  variables = snnk.init_from_dense(layer, layer.init(jax.random.key(2), x), kernel, bias)
-  exact = jnp.exp(x @ kernel + bias)
-  np.testing.assert_allclose(layer.apply(variables, x), exact, rtol=0.1)
   lin = snnk.SNNKDense(4, kind="linear")
-  lv = snnk.init_from_dense(lin, lin.init(jax.random.key(2), x), kernel, bias)
-  np.testing.assert_allclose(lin.apply(lv, x), x @ kernel + bias, rtol=1e-5, atol=1e-6)
+
+  @jax.jit
+  def from_dense(x, kernel, bias):  # one compile for both layers
+    variables = snnk.init_from_dense(layer, layer.init(jax.random.key(2), x), kernel, bias)
+    lv = snnk.init_from_dense(lin, lin.init(KEY(2), x), kernel, bias)
+    return variables, layer.apply(variables, x), lin.apply(lv, x)
+
+  variables, approx, linear = from_dense(x, kernel, bias)
+  np.testing.assert_allclose(approx, jnp.exp(x @ kernel + bias), rtol=0.1)
+  np.testing.assert_allclose(linear, x @ kernel + bias, rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="bias"):
     snnk.init_from_dense(layer, variables, kernel, None)
   with pytest.raises(ValueError, match="psi"):
@@ -87,13 +104,19 @@ def test_init_from_dense_approximates_the_exp_layer_and_linear_is_exact():
 def test_bundle_collapses_a_stack():
   x = _x(7, 5)
   layer = snnk.SNNKDense(6, 16)
-  variables = layer.init(jax.random.key(0), x)
-  k1, k2 = jax.random.normal(jax.random.key(1), (6, 4)), jax.random.normal(jax.random.key(2), (4, 3))
+  rng = np.random.default_rng(1)
+  k1, k2 = jnp.asarray(rng.normal(size=(6, 4)), jnp.float32), jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
   b1, b2 = jnp.arange(4.0), jnp.ones((3,))
-  stack = (layer.apply(variables, x) @ k1 + b1) @ k2 + b2
-  psi, bias = snnk.bundle(nn.unbox(variables["params"]["psi"]), [k1, k2], [b1, b2])
-  np.testing.assert_allclose(layer.apply(variables, x, method="features_of") @ psi + bias, stack, rtol=1e-4,
-                             atol=1e-4)
+
+  @jax.jit
+  def stack_and_bundled(x):  # one compile: the stack, and its bundled form
+    variables = layer.init(KEY(0), x)
+    stack = (layer.apply(variables, x) @ k1 + b1) @ k2 + b2
+    psi, bias = snnk.bundle(nn.unbox(variables["params"]["psi"]), [k1, k2], [b1, b2])
+    return variables, stack, layer.apply(variables, x, method="features_of") @ psi + bias
+
+  variables, stack, bundled = stack_and_bundled(x)
+  np.testing.assert_allclose(bundled, stack, rtol=1e-4, atol=1e-4)
   with pytest.raises(ValueError, match="kernels\\[1\\]"):
     snnk.bundle(nn.unbox(variables["params"]["psi"]), [k1, k1], [b1, b1])
 
@@ -113,38 +136,49 @@ def test_adapter_vit_starts_as_the_vit_and_masks_adapters():
   image = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
   shape = dict(hidden=16, mlp_dim=32, num_heads=2, num_layers=1)
   vit, adapted = transformer.ViT(**shape), snnk.AdapterViT(**shape)
-  vit_vars = nn.unbox(jax.jit(vit.init)(jax.random.key(1), image))
-  ad_vars = nn.unbox(jax.jit(adapted.init)(jax.random.key(2), image))
-  params = {**vit_vars["params"], "encoder": {**vit_vars["params"]["encoder"],
-                                              **{k: v for k, v in ad_vars["params"]["encoder"].items()
-                                                 if k.startswith("adapter_")}}}
-  assert jax.tree.structure(params) == jax.tree.structure(ad_vars["params"])  # ViT weights load as they are
-  variables = {"params": params, "random_features": ad_vars["random_features"]}
-  reference = jax.jit(vit.apply)(vit_vars, image)
-  np.testing.assert_allclose(jax.jit(adapted.apply)(variables, image), reference, atol=1e-6)
+
+  def merge(vit_params, ad_params):
+    return {**vit_params, "encoder": {**vit_params["encoder"],
+                                      **{k: v for k, v in ad_params["encoder"].items() if k.startswith("adapter_")}}}
+
+  @jax.jit
+  def run(image):  # one compile: both inits, the ViT, the adapted ViT with its ViT weights, and a non-zero adapter
+    vit_vars = nn.unbox(vit.init(KEY(1), image))
+    ad_vars = nn.unbox(adapted.init(KEY(2), image))
+    params = merge(vit_vars["params"], ad_vars["params"])
+    adapter = params["encoder"]["adapter_0"]
+    adapter = {**adapter, "snnk": {**adapter["snnk"], "psi": jnp.ones_like(adapter["snnk"]["psi"])}}
+    bumped = merge(params, {"encoder": {**params["encoder"], "adapter_0": adapter}})
+    rf = ad_vars["random_features"]
+    return (params, ad_vars["params"], vit.apply(vit_vars, image),
+            adapted.apply({"params": params, "random_features": rf}, image),
+            adapted.apply({"params": bumped, "random_features": rf}, image))
+
+  params, ad_params, reference, loaded, changed = run(image)
+  assert jax.tree.structure(params) == jax.tree.structure(ad_params)  # ViT weights load as they are
+  np.testing.assert_allclose(loaded, reference, atol=1e-6)
   mask = snnk.adapter_mask(params)
   assert mask["encoder"]["adapter_0"]["snnk"]["psi"] and mask["head"]["kernel"]
   assert not mask["encoder"]["block_0"]["mlp"]["wi"]["kernel"] and not mask["cls"]
   # A non-zero adapter changes the output.
-  params["encoder"]["adapter_0"]["snnk"]["psi"] = jnp.ones_like(params["encoder"]["adapter_0"]["snnk"]["psi"])
-  assert not np.allclose(jax.jit(adapted.apply)(variables, image), reference)
+  assert not np.allclose(changed, reference)
 
 
 def test_sharded_forward_on_8_devices():
   model = snnk.SNNKClassifier(10, 64)
   x = jax.random.uniform(jax.random.key(0), (16, 8, 8, 1))
-  variables = model.init(jax.random.key(1), x)
+  variables = jax.jit(model.init)(KEY(1), x)
   mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
   placed = jax.device_put(nn.unbox(variables), sharding.state_shardings(variables, mesh))
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     out = jax.jit(model.apply)(placed, jax.device_put(x, NamedSharding(mesh, P(("data", "fsdp")))))
   assert len(out.sharding.device_set) == 8
-  np.testing.assert_allclose(out, model.apply(nn.unbox(variables), x), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(out, jax.jit(model.apply)(nn.unbox(variables), x), rtol=1e-5, atol=1e-5)
 
 
 def test_bad_inputs_are_named_errors():
   layer = snnk.SNNKDense(3, 8)
-  variables = layer.init(jax.random.key(0), _x())
+  variables = jax.jit(layer.init)(KEY(0), _x())
   with pytest.raises(ValueError, match="width 5"):
     layer.apply(variables, _x(d=4))
   with pytest.raises(TypeError, match="`x`"):

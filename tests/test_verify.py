@@ -19,11 +19,12 @@ TOY = [(np.eye(2), np.zeros(2)), (np.array([[1.0, -1.0], [-1.0, 1.0]]), np.zeros
 
 def test_encoding_is_exact_rational_arithmetic():
   model = core.MLP(features=(5, 4, 3))
-  variables = nn.unbox(model.init(jax.random.key(0), jnp.ones((1, 4))))
+  variables = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 4))))
   layers = verify.mlp_layers(variables)
   assert [w.shape for w, _ in layers] == [(4, 5), (5, 4), (4, 3)] and layers[0][0].dtype == np.float64
   x = np.random.default_rng(0).normal(size=(6, 4))
-  np.testing.assert_allclose(verify.forward(layers, x), np.asarray(model.apply(variables, jnp.asarray(x, jnp.float32))),
+  np.testing.assert_allclose(verify.forward(layers, x),
+                             np.asarray(jax.jit(model.apply)(variables, jnp.asarray(x, jnp.float32))),
                              rtol=1e-5, atol=1e-5)
   for row in x:
     outs, cons = verify.encode_mlp_z3(layers, [z3.RealVal(Fraction(float(v))) for v in row])
@@ -70,7 +71,7 @@ def test_hand_solved_layerwise_region():
 
 def test_relaxation_is_sound_and_fgsm_is_a_grid_corner():
   model = core.MLP(features=(8, 3))
-  variables = nn.unbox(model.init(jax.random.key(1), jnp.ones((1, 4))))
+  variables = nn.unbox(jax.jit(model.init)(jax.random.key(1), jnp.ones((1, 4))))
   layers = verify.mlp_layers(variables)
   for i, x in enumerate(np.random.default_rng(1).normal(size=(6, 4))):
     exact = verify.verify_region(layers, x, tau=0.1, p=2)

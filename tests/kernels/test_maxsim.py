@@ -30,7 +30,7 @@ def _inputs(seed, b, lq, n, ld, k, dtype=jnp.float32):
 
 def _value_and_grads(fn, q, d, query_mask, doc_mask, ct):
   loss = lambda q, d: jnp.sum(fn(q, d, query_mask=query_mask, doc_mask=doc_mask) * ct)
-  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(q, d)
+  return jax.value_and_grad(loss, argnums=(0, 1))(q, d)
 
 
 def _rel_err(x, ref):
@@ -57,7 +57,8 @@ CASES = {"odd": (0, 2, 19, 3, 37, 24), "one_tile": (1, 1, 8, 2, 10, 16)}
 def test_kernel_matches_reference_f32(backend, name):
   tiles = GPU_TILES if backend == "gpu" else TPU_TILES
   args = _inputs(*CASES[name])
-  (v, grads), (rv, rgrads) = _value_and_grads(_kernel(backend, tiles), *args), _value_and_grads(ms.reference, *args)
+  (v, grads), (rv, rgrads) = jax.jit(lambda *a: (_value_and_grads(_kernel(backend, tiles), *a),  # one compile
+                                                  _value_and_grads(ms.reference, *a)))(*args)
   np.testing.assert_allclose(v, rv, rtol=1e-5, atol=1e-4)
   for g, r in zip(grads, rgrads):
     assert g.shape == r.shape
@@ -69,9 +70,14 @@ def test_kernel_bf16_as_close_as_the_reference(backend):
   """In bfloat16 the kernel must be as close to the float32 truth as the XLA reference in bfloat16."""
   tiles = GPU_TILES if backend == "gpu" else TPU_TILES
   q, d, qm, dm, ct = _inputs(*CASES["odd"], dtype=jnp.bfloat16)
-  ker = _value_and_grads(_kernel(backend, tiles), q, d, qm, dm, ct)
-  ref = _value_and_grads(ms.reference, q, d, qm, dm, ct)
-  true = _value_and_grads(ms.reference, q.astype(jnp.float32), d.astype(jnp.float32), qm, dm, ct)
+
+  @jax.jit
+  def all_three(q, d, qm, dm, ct):  # one compile: kernel and reference in bfloat16, reference in float32
+    return (_value_and_grads(_kernel(backend, tiles), q, d, qm, dm, ct),
+            _value_and_grads(ms.reference, q, d, qm, dm, ct),
+            _value_and_grads(ms.reference, q.astype(jnp.float32), d.astype(jnp.float32), qm, dm, ct))
+
+  ker, ref, true = all_three(q, d, qm, dm, ct)
   assert ker[1][0].dtype == jnp.bfloat16
   for a, r, t in zip(jax.tree.leaves(ker), jax.tree.leaves(ref), jax.tree.leaves(true)):
     assert _rel_err(a, t) <= 1.5 * _rel_err(r, t) + 2e-3
@@ -85,10 +91,14 @@ def test_each_query_token_sends_gradient_to_one_document_token():
   def per_token_grad(i):  # the gradient of query token i's max (document 0 of batch 0) wrt that document's tokens
     f = lambda d: ms.token_maxsim(q, d, doc_mask=dm, block_sizes=GPU_TILES, interpret=True)[0][0, 0, i]
     return jax.grad(f)(d)[0, 0]
-  grads = jax.jit(jax.vmap(per_token_grad))(jnp.arange(lq))  # [lq, ld, k]
+  @jax.jit
+  def grads_and_argmax(q, d):  # one compile
+    return (jax.vmap(per_token_grad)(jnp.arange(lq)),  # [lq, ld, k]
+            ms.token_maxsim(q, d, doc_mask=dm, block_sizes=GPU_TILES, interpret=True)[1])
+
+  grads, arg = grads_and_argmax(q, d)
   rows = np.abs(np.asarray(grads)).sum(-1) > 0
   assert (rows.sum(-1) == 1).all()
-  _, arg = jax.jit(lambda q, d: ms.token_maxsim(q, d, doc_mask=dm, block_sizes=GPU_TILES, interpret=True))(q, d)
   np.testing.assert_array_equal(rows.argmax(-1), np.asarray(arg)[0, 0])
   sims = np.einsum("qk,jk->qj", np.asarray(q[0]), np.asarray(d[0, 0]))
   sims[:, ~np.asarray(dm[0, 0])] = -np.inf
@@ -99,24 +109,35 @@ def test_each_query_token_sends_gradient_to_one_document_token():
 def test_pairwise_is_every_query_against_every_doc():
   q, d, qm, dm, _ = _inputs(*CASES["odd"])
   docs, dmask = d[0], dm[0]  # [3, 37, 24]
-  run = jax.jit(lambda q, d: ms.maxsim_pairwise(q, d, query_mask=qm, doc_mask=dmask, impl="pallas",
-                                                block_sizes={"gpu": GPU_TILES}))
-  out = run(q, docs)
+
+  @jax.jit
+  def run(q, docs):  # one compile: the pairwise kernel and each query's reference scores
+    out = ms.maxsim_pairwise(q, docs, query_mask=qm, doc_mask=dmask, impl="pallas", block_sizes={"gpu": GPU_TILES})
+    wants = [ms.reference(q[i:i + 1], docs[None], query_mask=qm[i:i + 1], doc_mask=dmask[None])[0]
+             for i in range(2)]
+    return out, wants
+
+  out, wants = run(q, docs)
   assert out.shape == (2, 3)
   for i in range(2):
-    want = ms.reference(q[i:i + 1], docs[None], query_mask=qm[i:i + 1], doc_mask=dmask[None])[0]
-    np.testing.assert_allclose(out[i], want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(out[i], wants[i], rtol=1e-5, atol=1e-4)
   assert float(out[0, 2]) == 0.0  # the empty document
 
 
 def test_auto_and_xla_on_cpu_are_the_reference_and_vmap():
   q, d, qm, dm, _ = _inputs(*CASES["one_tile"])
-  ref = ms.reference(q, d, query_mask=qm, doc_mask=dm)
-  np.testing.assert_array_equal(ms.maxsim(q, d, query_mask=qm, doc_mask=dm), ref)
-  np.testing.assert_array_equal(ms.maxsim(q, d, query_mask=qm, doc_mask=dm, impl="xla"), ref)
   run = lambda q, d: ms.maxsim(q, d, impl="pallas", block_sizes={"gpu": GPU_TILES})
-  stacked = jax.jit(jax.vmap(run))(jnp.stack([q, 2 * q]), jnp.stack([d, d]))
-  np.testing.assert_allclose(stacked[1], 2 * ms.reference(q, d), rtol=1e-5, atol=1e-4)
+
+  @jax.jit
+  def everything(q, d):  # one compile: the reference, 'auto', 'xla', and the vmapped kernel
+    return (ms.reference(q, d, query_mask=qm, doc_mask=dm), ms.maxsim(q, d, query_mask=qm, doc_mask=dm),
+            ms.maxsim(q, d, query_mask=qm, doc_mask=dm, impl="xla"),
+            jax.vmap(run)(jnp.stack([q, 2 * q]), jnp.stack([d, d])), ms.reference(q, d))
+
+  ref, auto, xla, stacked, unmasked = everything(q, d)
+  np.testing.assert_array_equal(auto, ref)
+  np.testing.assert_array_equal(xla, ref)
+  np.testing.assert_allclose(stacked[1], 2 * unmasked, rtol=1e-5, atol=1e-4)
 
 
 def test_auto_logs_why_it_falls_back(caplog):
