@@ -73,22 +73,14 @@ def _get(inputs, key, where, spec, **sizes):
   return x
 
 
-def _words(module, inputs, vocab_size):
-  """Checked word ids and masks: query [b, lq], docs [b, n, ld]."""
+def _ids(module, inputs, size, trigrams: bool = False):
+  """Checked ids and masks: words ``query [b, lq]``, ``docs [b, n, ld]``; trigrams (keys ``*_tri``) one axis more."""
   where = type(module).__name__
-  q = _get(inputs, "query", where, "batch length", dtype="integer")
-  d = _get(inputs, "docs", where, "batch docs length", dtype="integer", batch=q.shape[0])
-  for name, x in (("query", q), ("docs", d)):
-    layers.check_indices(x, name, vocab_size, where=where)
-  return q, d
-
-
-def _trigrams(module, inputs, num_buckets):
-  where = type(module).__name__
-  q = _get(inputs, "query_tri", where, "batch length trigrams", dtype="integer")
-  d = _get(inputs, "docs_tri", where, "batch docs length trigrams", dtype="integer", batch=q.shape[0])
-  for name, x in (("query_tri", q), ("docs_tri", d)):
-    layers.check_indices(x, name, num_buckets, where=where)
+  keys, extra = (("query_tri", "docs_tri"), " trigrams") if trigrams else (("query", "docs"), "")
+  q = _get(inputs, keys[0], where, "batch length" + extra, dtype="integer")
+  d = _get(inputs, keys[1], where, "batch docs length" + extra, dtype="integer", batch=q.shape[0])
+  for name, x in zip(keys, (q, d)):
+    layers.check_indices(x, name, size, where=where)
   return q, d
 
 
@@ -131,7 +123,7 @@ class DSSM(nn.Module):
 
   @nn.compact
   def __call__(self, inputs) -> Array:
-    q, d = _trigrams(self, inputs, self.num_buckets)
+    q, d = _ids(self, inputs, self.num_buckets, trigrams=True)
     vq = _Tower(self.num_buckets, tuple(self.hidden), name="query_tower")(q)  # [b, h]
     vd = _Tower(self.num_buckets, tuple(self.hidden), name="doc_tower")(d)  # [b, n, h]
     return self.gamma * jnp.einsum("bh,bnh->bn", _unit(vq), _unit(vd))
@@ -147,7 +139,7 @@ class CDSSM(nn.Module):
 
   @nn.compact
   def __call__(self, inputs) -> Array:
-    q, d = _trigrams(self, inputs, self.num_buckets)
+    q, d = _ids(self, inputs, self.num_buckets, trigrams=True)
 
     def side(tri, name):  # tri [B, l, T] -> [B, features]
       table = _embed(self.num_buckets, self.filters * self.window, f"{name}_conv")
@@ -183,7 +175,7 @@ def kernel_mus_sigmas(num_kernels: int = 11, sigma: float = 0.1, exact_sigma: fl
 def _cosine_matrix(module, inputs, vocab_size, embed_dim, shared: bool = True, tables=None):
   """Word-embedding cosines ``[b, n, lq, ld]`` and the masks ``[b, 1, lq, 1]``, ``[b, n, 1, ld]``; ``shared=False``
   embeds documents with a second table; ``tables``: the (query, doc) embedding modules if already built."""
-  q, d = _words(module, inputs, vocab_size)
+  q, d = _ids(module, inputs, vocab_size)
   if tables is None:
     emb = _embed(vocab_size, embed_dim, "embedding")
     tables = (emb, emb if shared else _embed(vocab_size, embed_dim, "doc_embedding"))
@@ -265,7 +257,7 @@ class MatchPyramid(nn.Module):
 
   @nn.compact
   def __call__(self, inputs) -> Array:
-    q, d = _words(self, inputs, self.vocab_size)
+    q, d = _ids(self, inputs, self.vocab_size)
     emb = _embed(self.vocab_size, self.embed_dim, "embedding")
     eq, ed = emb(q) * (q > 0)[..., None], emb(d) * (d > 0)[..., None]
     m = jnp.einsum("bqe,bnde->bnqd", eq, ed)  # dot-product matching matrix (the paper's best)
@@ -289,8 +281,8 @@ class Duet(nn.Module):
 
   @nn.compact
   def __call__(self, inputs) -> Array:
-    q, d = _words(self, inputs, self.vocab_size)
-    qt, dt = _trigrams(self, inputs, self.num_buckets)
+    q, d = _ids(self, inputs, self.vocab_size)
+    qt, dt = _ids(self, inputs, self.num_buckets, trigrams=True)
     b, n, ld = d.shape
     # local model: exact-match matrix [b, n, ld, lq]; a filter spanning all query terms at each document position
     match = ((q[:, None, None, :] == d[..., None]) & (q[:, None, None, :] > 0)).astype(jnp.float32)
