@@ -13,6 +13,7 @@ features, m1 = 500), layer-wise training (one GD step on ``W``, then ridge on th
 Metrics: the median over the m1 neurons of ``|corr(preactivation, p)|`` on the test set after stage 1, and the test
 MSE normalised by ``Var(y)``.
 
+Seeds: the ``seed`` fixture of tests/conftest.py, i.e. ``ZOO_TEST_SEED`` (default 0) + k, k = 0, 1, 2.
 Measured per seed (offset 0 runs seeds 0, 1, 2; offset 1 runs 1, 2, 3; offset 2 runs 2, 3, 4):
 
 ====  =================  =====================  =================  =====================  ==============
