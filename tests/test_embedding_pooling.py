@@ -137,6 +137,16 @@ def test_infonce_and_retrieval_metrics():
   r = contrastive.retrieval_metrics(q, d, k=2)
   np.testing.assert_allclose(r["rank"], [1, 1, 3])
   np.testing.assert_allclose(r["mrr_at_k"], [1.0, 1.0, 0.0])
+  np.testing.assert_allclose(r["mrr"], [1.0, 1.0, 1 / 3])
+  # Ties do not count for the positive: a collapsed embedding (every score equal) is not a perfect retriever.
+  collapsed = contrastive.retrieval_metrics(jnp.ones((3, 2)), jnp.ones((4, 2)), k=2)
+  np.testing.assert_allclose(collapsed["rank"], [1, 2, 3])
+  np.testing.assert_allclose(collapsed["recall_at_k"], [1.0, 1.0, 0.0])
+  shuffled = contrastive.retrieval_metrics(jnp.ones((64, 2)), jnp.ones((64, 2)), key=jax.random.key(0))
+  assert float(shuffled["mrr"].mean()) < 0.2  # random tie-breaking: about (ln 64 + 0.58) / 64 = 0.074
+  np.testing.assert_allclose(task.metrics(jnp.ones((6, 2)), batch)["recall_at_1"], [1.0, 0.0, 0.0])
+  with pytest.raises(ValueError, match=r"docs.*m >= n"):
+    contrastive.retrieval_metrics(q, d[:2])
   with pytest.raises(ValueError, match="one embedding per input row"):
     task.loss(q, batch)
   with pytest.raises(KeyError, match="doc"):

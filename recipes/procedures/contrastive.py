@@ -9,7 +9,7 @@ cosine similarity scaled by 20 (temperature 0.05), as in the reference code's ``
   ``doc [b, ld]`` (and optionally hard negatives ``[b, ln]``); the model is called *once* on all of them, right-padded
   to one length and stacked ``[2b (+ b), l]``, and must return one embedding per row. Loss: cross-entropy of
   ``cos(q_i, d_j) / temperature`` over the documents (and negatives), the positive on the diagonal. Metrics: the
-  loss, in-batch ``recall_at_1`` and ``mrr``.
+  loss, in-batch ``recall_at_1`` and ``mrr`` (rax's metrics; tied scores keep their order).
 * :class:`NextToken`: causal LM cross-entropy of a model's logits ``[b, l, vocab]`` on ``tokens [b, l]`` (padding
   ignored), for models that *are* language models.
 * :class:`PretrainThenContrast` (``procedure.name = 'contrastive.PretrainThenContrast'``): backprop whose first
@@ -28,6 +28,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import optax
+import rax
 
 from zoo.recipes.procedures import backprop
 
@@ -38,24 +39,43 @@ def _pad_to(tokens: jax.Array, length: int, pad_id: int) -> jax.Array:
   return jnp.pad(tokens, ((0, 0), (0, length - tokens.shape[1])), constant_values=pad_id)
 
 
-def retrieval_metrics(queries: jax.Array, docs: jax.Array, *, k: int = 10) -> dict[str, jax.Array]:
-  """Per-query retrieval of ``docs[i]`` for ``queries[i]`` among all docs by cosine similarity.
+def _positive_ranks(scores: jax.Array, key: jax.Array | None) -> jax.Array:
+  """1-based rank of the positive ``scores[i, i]`` in row ``i`` (rax: ties keep their order, or random with ``key``)."""
+  n = scores.shape[0]
+  return rax.utils.ranks(scores, key=key)[jnp.arange(n), jnp.arange(n)]
+
+
+def _rank_metrics(scores: jax.Array, k: int, key: jax.Array | None) -> dict[str, jax.Array]:
+  n = scores.shape[0]
+  labels = (jnp.arange(scores.shape[1])[None, :] == jnp.arange(n)[:, None]).astype(jnp.float32)
+  per_query = dict(key=key, reduce_fn=None)
+  return {"recall_at_1": rax.recall_metric(scores, labels, topn=1, **per_query),
+          "recall_at_k": rax.recall_metric(scores, labels, topn=k, **per_query),
+          "mrr": rax.mrr_metric(scores, labels, **per_query),
+          "mrr_at_k": rax.mrr_metric(scores, labels, topn=k, **per_query),
+          "rank": _positive_ranks(scores, key).astype(jnp.float32)}
+
+
+def retrieval_metrics(queries: jax.Array, docs: jax.Array, *, k: int = 10,
+                      key: jax.Array | None = None) -> dict[str, jax.Array]:
+  """Per-query retrieval of ``docs[i]`` for ``queries[i]`` among all docs by cosine similarity (rax metrics).
 
   Args:
     queries: ``[n, features]``; docs: ``[m >= n, features]`` (row ``i`` is the positive of query ``i``).
     k: cut-off of ``mrr_at_k`` and ``recall_at_k``.
+    key: tie-breaking. None (default): rax's rule, tied documents keep their order (so a collapsed embedding that
+      scores every document alike ranks query ``i``'s positive ``i + 1``-th, not first); a PRNG key: ties broken at
+      random.
 
   Returns:
     ``{'recall_at_1', 'recall_at_k', 'mrr', 'mrr_at_k', 'rank'}``, each ``[n]`` (``rank`` is 1-based).
   """
+  if queries.ndim != 2 or docs.ndim != 2 or docs.shape[0] < queries.shape[0] or docs.shape[1] != queries.shape[1]:
+    raise ValueError(f"retrieval_metrics: `queries` must be [n, features] and `docs` [m >= n, features]; got "
+                     f"{tuple(queries.shape)} and {tuple(docs.shape)}.")
   q = queries / jnp.maximum(jnp.linalg.norm(queries, axis=-1, keepdims=True), 1e-12)
   d = docs / jnp.maximum(jnp.linalg.norm(docs, axis=-1, keepdims=True), 1e-12)
-  scores = q.astype(jnp.float32) @ d.astype(jnp.float32).T
-  n = queries.shape[0]
-  positive = scores[jnp.arange(n), jnp.arange(n)]
-  rank = 1 + jnp.sum(scores > positive[:, None], axis=-1)
-  return {"recall_at_1": (rank == 1).astype(jnp.float32), "recall_at_k": (rank <= k).astype(jnp.float32),
-          "mrr": 1.0 / rank, "mrr_at_k": jnp.where(rank <= k, 1.0 / rank, 0.0), "rank": rank.astype(jnp.float32)}
+  return _rank_metrics(q.astype(jnp.float32) @ d.astype(jnp.float32).T, k, key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,10 +124,9 @@ class InfoNCE:
 
   def metrics(self, outputs, batch):
     logits = self._logits(outputs, batch)
-    labels = jnp.arange(logits.shape[0])
-    rank = 1 + jnp.sum(logits > logits[labels, labels][:, None], axis=-1)
-    return {"loss": optax.softmax_cross_entropy_with_integer_labels(logits, labels),
-            "recall_at_1": (rank == 1).astype(jnp.float32), "mrr": 1.0 / rank}
+    ranked = _rank_metrics(logits, 1, None)
+    return {"loss": optax.softmax_cross_entropy_with_integer_labels(logits, jnp.arange(logits.shape[0])),
+            "recall_at_1": ranked["recall_at_1"], "mrr": ranked["mrr"]}
 
 
 def next_token_loss(logits: jax.Array, tokens: jax.Array, pad_id: int = 0) -> jax.Array:
