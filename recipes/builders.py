@@ -88,13 +88,14 @@ def make_task(block):
   return _construct(cls, kwargs, kind="task", name=name)
 
 
-def make_optimizer(block, *, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(block, *, total_steps: int, seed: int = 0) -> optax.GradientTransformation:
   """``optimizer`` config block -> optax transformation.
 
   Fields: ``name`` (any optax alias: ``'adam'``, ``'adamw'``, ``'sgd'`` ...), ``learning_rate``, ``schedule``
   (``'constant'``, ``'cosine'``, ``'warmup_cosine'``), ``warmup_steps``, ``clip_norm`` (global-norm clipping
-  before the update), ``grad_noise`` (``optax.add_noise`` eta, 0 = off), and the alias's own keyword arguments
-  under ``kwargs``.
+  before the update), ``grad_noise`` (``optax.add_noise`` eta, 0 = off), ``noise_seed`` (the noise's seed; default
+  None: ``seed``, the run's ``config.seed``, so runs with different seeds draw different noise), and the alias's own
+  keyword arguments under ``kwargs``.
   """
   cfg = _to_dict(block)
   name = cfg.pop("name", "adam")
@@ -103,7 +104,8 @@ def make_optimizer(block, *, total_steps: int) -> optax.GradientTransformation:
   warmup = cfg.pop("warmup_steps", 0)
   clip_norm = cfg.pop("clip_norm", None)
   grad_noise = cfg.pop("grad_noise", 0.0)
-  seed = cfg.pop("noise_seed", 0)
+  noise_seed = cfg.pop("noise_seed", None)
+  noise_seed = seed if noise_seed is None else noise_seed
   kwargs = cfg.pop("kwargs", {}) or {}
   if cfg:
     raise ValueError(f"optimizer has no field(s) {', '.join(sorted(cfg))}. Valid fields: name, learning_rate, "
@@ -123,7 +125,7 @@ def make_optimizer(block, *, total_steps: int) -> optax.GradientTransformation:
   if clip_norm:
     chain.append(optax.clip_by_global_norm(clip_norm))
   if grad_noise:
-    chain.append(optax.add_noise(grad_noise, 0.55, seed))  # gamma 0.55: "Adding Gradient Noise" (2015)
+    chain.append(optax.add_noise(grad_noise, 0.55, int(noise_seed)))  # gamma 0.55: "Adding Gradient Noise" (2015)
   chain.append(alias(learning_rate=lr_fn, **kwargs))
   return optax.chain(*chain) if len(chain) > 1 else chain[0]
 

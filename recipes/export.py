@@ -37,7 +37,7 @@ def export(workdir: str, name: str, out: str) -> str:
   model = builders.make_model(config.model)
   procedure = builders.make_procedure(
       config.procedure, model=model, task=builders.make_task(config.task),
-      optimizer=builders.make_optimizer(config.optimizer, total_steps=config.steps))
+      optimizer=builders.make_optimizer(config.optimizer, total_steps=config.steps, seed=config.seed))
   first = sources[config.data.train_split].__getitems__([0])
   example = {k: jax.ShapeDtypeStruct((config.data.batch_size, *v.shape[1:]), sharding.device_dtype(v.dtype))
              for k, v in first.items()}

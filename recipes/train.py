@@ -417,7 +417,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   model = builders.make_model(config.model)
   task = builders.make_task(config.task)
-  optimizer = builders.make_optimizer(config.optimizer, total_steps=config.steps)
+  optimizer = builders.make_optimizer(config.optimizer, total_steps=config.steps, seed=config.seed)
   procedure = builders.make_procedure(config.procedure, model=model, task=task, optimizer=optimizer)
 
   batch_size = config.data.batch_size
@@ -572,7 +572,7 @@ def fit(model: nn.Module, train_data: Mapping[str, np.ndarray], *, task: Any = "
   if optimizer is None:
     optimizer = optax.adam(1e-3)
   elif isinstance(optimizer, Mapping):
-    optimizer = builders.make_optimizer(dict(optimizer), total_steps=steps)
+    optimizer = builders.make_optimizer(dict(optimizer), total_steps=steps, seed=seed)
   if isinstance(procedure, str):
     procedure = builders.resolve_procedure(procedure)
   proc = procedure(model=model, task=task, optimizer=optimizer, **dict(procedure_kwargs or {}))

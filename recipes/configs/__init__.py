@@ -37,7 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
       "warmup_steps": 0,
       "clip_norm": config_dict.placeholder(float),       # global-norm clipping; None = off
       "grad_noise": 0.0,                                 # optax.add_noise eta; 0 = off
-      "noise_seed": 0,
+      "noise_seed": config_dict.placeholder(int),        # None: config.seed
       "kwargs": ml_collections.ConfigDict(),             # the alias's own keyword arguments
   })
   c.procedure = ml_collections.ConfigDict({"name": "backprop"})  # how parameters are updated + its fields

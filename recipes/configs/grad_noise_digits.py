@@ -30,7 +30,7 @@ def get_config():
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 1e-2
   c.optimizer.grad_noise = 0.01
-  c.optimizer.noise_seed = 0
+  # optimizer.noise_seed stays None: the noise follows config.seed.
   c.steps = 1000
   c.log_every = 100
   c.eval_every = 500

@@ -100,6 +100,19 @@ def test_noise_schedule_is_the_papers():
       np.testing.assert_allclose(noise.var(), expected, rtol=0.05)
 
 
+def test_noise_seed_follows_the_run_seed():
+  """``noise_seed`` unset: the noise follows the run's seed (different seeds, different draws); set: it wins."""
+  def first_noise(block, seed):
+    tx = builders.make_optimizer({"name": "sgd", "learning_rate": 1.0, "grad_noise": 1.0, **block}, total_steps=1,
+                                 seed=seed)
+    zeros = {"w": jnp.zeros((64,))}
+    return np.asarray(tx.update(zeros, tx.init(zeros))[0]["w"])
+  a, b = first_noise({}, seed=1), first_noise({}, seed=2)
+  assert np.abs(a - b).max() > 0.1
+  np.testing.assert_array_equal(first_noise({}, seed=1), a)
+  np.testing.assert_array_equal(first_noise({"noise_seed": 2}, seed=1), b)
+
+
 def test_noise_trains_zero_initialised_deep_mlp(digits, seed):
   train, test = digits
   seeds = [seed + k for k in range(3)]
