@@ -322,3 +322,18 @@ def test_frozen_selection_and_frozen_karat_operator_get_no_gradient():
   g = jax.grad(lambda p: jnp.sum(m.apply({"params": p}, IMG) ** 2))(v["params"])
   phi = [a for path, a in flax.traverse_util.flatten_dict(nn.unbox(g), sep="/").items() if "phi_" in path]
   assert phi and all(float(jnp.abs(a).sum()) == 0 for a in phi)
+
+
+def test_edge_activations_sum_to_the_layer_and_are_univariate():
+  model = kan.KAN(features=(3, 1))
+  x = jax.random.uniform(jax.random.key(0), (6, 2), minval=-1, maxval=1)
+  variables = model.init(jax.random.key(1), x)
+  layer_vars = {"params": variables["params"]["layers_0"], "grid": variables["grid"]["layers_0"]}
+  phi = kan.edge_activations(model.layer(0), layer_vars, x)
+  assert phi.shape == (6, 2, 3)
+  np.testing.assert_allclose(phi.sum(-2), model.layer(0).apply(layer_vars, x), rtol=1e-5, atol=1e-6)
+  moved = kan.edge_activations(model.layer(0), layer_vars, x.at[:, 1].set(0.3))  # input 1 changes, input 0 does not
+  np.testing.assert_allclose(moved[:, 0], phi[:, 0], rtol=1e-6)
+  assert float(jnp.abs(moved[:, 1] - phi[:, 1]).max()) > 1e-3
+  with pytest.raises(ValueError, match="x"):
+    kan.edge_activations(model.layer(0), layer_vars, x[:, :1])

@@ -81,7 +81,8 @@ from zoo import layers
 from zoo.kernels import kan_basis
 
 __all__ = ["AFKAN", "AFKANLayer", "KAN", "KANLinear", "ReLUKAN", "ReLUKANLayer", "SConvKAN", "SKAN", "SPACES",
-           "SelectableKANConv", "SelectableKANLayer", "selection_probabilities", "space_basis", "update_grid"]
+           "SelectableKANConv", "SelectableKANLayer", "edge_activations", "selection_probabilities", "space_basis",
+           "update_grid"]
 
 Array = jax.Array
 Basis = kan_basis.Basis
@@ -306,6 +307,29 @@ def update_grid(model: KAN | KANLinear, variables, x: Array, *, grid_size: int |
     h = new_layer.apply(new_vars, h)
   new_model = model.clone(grid_size=size)
   return new_model, {**variables, "params": params, "grid": grids}
+
+
+def edge_activations(layer: KANLinear, variables, x: Array) -> Array:
+  """The learned univariate function of every edge of one :class:`KANLinear`: ``phi[..., i, o]`` at ``x[..., i]``.
+
+  ``phi_io(x_i) = W_base[i, o] silu(x_i) + sum_k B_k(x_i) spline_weight[k, i, o] spline_scaler[i, o]``, so the
+  layer's output is ``phi.sum(-2)``. These are the curves the KAN paper plots on every edge (pykan's ``plot``).
+
+  Args:
+    layer: the layer's module (for a :class:`KAN`, ``model.layer(l)``).
+    variables: its variables ``{'params': ..., 'grid': ...}`` (for a KAN, ``params/layers_<l>``, ``grid/layers_<l>``).
+    x: ``[..., i]`` inputs of that layer.
+  Returns:
+    ``[..., i, o]``.
+  """
+  variables = nn.unbox(variables)
+  params, grid = variables["params"], variables["grid"]["grid"]
+  layers.check_shape(x, "x", "... features", where="edge_activations", dtype="floating", features=grid.shape[0])
+  coef = params["spline_weight"]
+  if "spline_scaler" in params:
+    coef = coef * params["spline_scaler"][None]
+  spline = jnp.einsum("...ik,kio->...io", kan_basis.basis_values(x, grid, layer.basis), coef)
+  return spline + jax.nn.silu(x)[..., None] * params["base_weight"]
 
 
 # ------------------------------------------------------------------------------------------------------ ReLU-KAN
