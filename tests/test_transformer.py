@@ -286,3 +286,16 @@ def test_bad_masks_raise():
     T.EncoderBlock(4, 32).init(jax.random.key(0), x, mask=jnp.ones((2, 4), bool))
   with pytest.raises(ValueError, match="positions"):
     T.apply_rope(_x((1, 6, 2, 8)), jnp.arange(5))
+
+
+def test_vit_sows_every_blocks_attention_weights():
+  model = T.ViT(num_classes=3, patch_size=2, hidden=16, num_layers=2, num_heads=2, mlp_dim=16)
+  image = jax.random.normal(jax.random.key(0), (2, 4, 4, 1))
+  variables = model.init(jax.random.key(1), image)
+  logits, state = model.apply(variables, image, sow_weights=True, mutable=["intermediates"])
+  np.testing.assert_array_equal(logits, model.apply(variables, image))  # sowing changes nothing
+  for i in range(2):
+    (weights,) = state["intermediates"]["encoder"][f"block_{i}"]["attention"]["attention_weights"]
+    assert weights.shape == (2, 2, 5, 5)  # [batch, heads, 1 + 4 patches, 1 + 4 patches]
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+    assert float(weights.min()) >= 0.0

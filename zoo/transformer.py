@@ -399,9 +399,9 @@ class EncoderBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, *, mask: Array | None = None, positions: Array | None = None,
-               causal: bool | None = None, train: bool = False) -> Array:
+               causal: bool | None = None, train: bool = False, sow_weights: bool = False) -> Array:
     """``x [batch, length, features]``, ``mask [batch, length]`` bool (True: real token) -> ``[batch, length,
-    features]``."""
+    features]``. ``sow_weights``: the attention block stores its weights (see :class:`MultiHeadAttention`)."""
     where = type(self).__name__
     layers.check_shape(x, "x", "batch length features", where=where, dtype="floating")
     attn_mask = None
@@ -420,7 +420,8 @@ class EncoderBlock(nn.Module):
     norm_mlp = layers.layer_norm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm_mlp")
 
     def attend(y):
-      return attention(y, mask=attn_mask, is_causal=is_causal, positions=positions, train=train)
+      return attention(y, mask=attn_mask, is_causal=is_causal, positions=positions, train=train,
+                       sow_weights=sow_weights)
 
     if self.pre_norm:
       x = x + drop(attend(norm_attention(x)))
@@ -530,7 +531,7 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, *, mask: Array | None = None, causal: bool | None = None, train: bool = False,
-               return_hidden_states: bool = False):
+               return_hidden_states: bool = False, sow_weights: bool = False):
     """Encodes ``x``.
 
     Args:
@@ -539,6 +540,9 @@ class Encoder(nn.Module):
       causal: overrides the ``causal`` attribute for this call.
       train: enables dropout.
       return_hidden_states: also return every block's output.
+      sow_weights: every block stores its attention weights ``[batch, heads, length, length]`` in the
+        ``'intermediates'`` collection (``block_<i>/attention/attention_weights``; call ``apply`` with
+        ``mutable=['intermediates']``).
 
     Returns:
       ``[batch, length, features]`` (after the final norm with pre-norm), and with ``return_hidden_states`` also
@@ -564,7 +568,7 @@ class Encoder(nn.Module):
                        pre_norm=self.pre_norm, activation=self.activation, gated=self.gated,
                        use_rope=self.position == "rope", causal=self.causal, attention_fn=self.attention_fn,
                        impl=self.impl, dtype=self.dtype, param_dtype=self.param_dtype,
-                       name=f"block_{i}")(x, mask=mask, causal=causal, train=train)
+                       name=f"block_{i}")(x, mask=mask, causal=causal, train=train, sow_weights=sow_weights)
       hidden.append(x)
     if self.pre_norm:
       x = layers.layer_norm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(x)
@@ -686,8 +690,12 @@ class ViT(nn.Module):
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, image: Array, *, train: bool = False) -> Array:
-    """``image [batch, height, width, channels]`` float -> logits ``[batch, num_classes]``."""
+  def __call__(self, image: Array, *, train: bool = False, sow_weights: bool = False) -> Array:
+    """``image [batch, height, width, channels]`` float -> logits ``[batch, num_classes]``.
+
+    ``sow_weights``: store every block's attention weights (``encoder/block_<i>/attention/attention_weights`` in
+    ``'intermediates'``; the class token is position 0, then the patches row-major).
+    """
     where = type(self).__name__
     layers.check_shape(image, "image", "batch height width channels", where=where, dtype="floating")
     if self.pool not in ("cls", "mean"):
@@ -701,7 +709,7 @@ class ViT(nn.Module):
     x = Encoder(self.num_layers, self.num_heads, self.mlp_dim, dropout_rate=self.dropout_rate,
                 pre_norm=self.pre_norm, activation=self.activation, gated=self.gated, position=self.position,
                 max_length=x.shape[1], attention_fn=self.attention_fn, impl=self.impl, dtype=self.dtype,
-                param_dtype=self.param_dtype, name="encoder")(x, train=train)
+                param_dtype=self.param_dtype, name="encoder")(x, train=train, sow_weights=sow_weights)
     pooled = x[:, 0] if self.pool == "cls" else x.mean(axis=1)
     return layers.dense(self.num_classes, axes=("embed", "classes"), dtype=self.dtype, param_dtype=self.param_dtype,
                         name="head")(pooled).astype(jnp.float32)
