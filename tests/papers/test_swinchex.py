@@ -29,8 +29,8 @@ Measured (ZOO_TEST_SEED 0 / 1 / 2; mean AUROC over the two labels, then connecte
 Asserted: AUROC(connected) of SwinCheX >= 0.85 and of W-MSA only <= 0.6; mean AUROC(SwinCheX) >= mean(W-MSA
 only) + 0.10 (measured gap 0.284 / 0.337 / 0.213); mean AUROC(SwinCheX) >= mean(linear head) - 0.02 (measured
 +0.217 / +0.074 / +0.043: the MLP heads lead on every seed, as in the paper; on three other data draws of the
-calibration script the lead was +0.133 / +0.011 / +0.100, too small on one to assert a strict margin). 32 s of CPU
-for the three trainings. Mutation check: with the cyclic shift removed (``x = jnp.roll(x, (-s, -s), axis=(1, 2))``
+calibration script the lead was +0.133 / +0.011 / +0.100, too small on one to assert a strict margin). 43-73 s wall
+for the three trainings on the shared 2-core machine (load ~5). Mutation check: with the cyclic shift removed (``x = jnp.roll(x, (-s, -s), axis=(1, 2))``
 in ``zoo.swin.SwinBlock`` replaced by ``pass``) SwinCheX drops to connected-AUROC 0.494 (seed 0) and the test
 fails; the SW-MSA mask itself is checked exactly in tests/test_swin.py (removing it leaves this test passing: the
 bars never wrap around the map).
