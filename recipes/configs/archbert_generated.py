@@ -1,0 +1,47 @@
+"""ArchBERT on the generated architecture/caption corpus: cosine matching + MAM + reasoning, trained jointly.
+
+Model: ``zoo.archbert.ArchBERT`` ("ArchBERT", Akbari et al. 2023, arXiv 2301.00040): an adjacency-masked graph
+transformer over ONNX node tokens and a text transformer (width 64, 2 layers, 4 heads each). Data:
+``arch_captions`` (``recipes/datasets/arch_bench.py``): 1000 training / 200 test distinct MLP/CNN configs with
+template captions and true/false reasoning statements. Procedure ``archbert.ArchBERTPretrain``
+(``recipes/procedures/archbert.py``): ``alignment + mam_weight * mam + reasoning``; ablations
+``--config.procedure.mode=full`` (no adjacency mask) and ``--config.procedure.mam_weight=0`` (no MAM).
+
+Command::
+
+  python -m zoo.recipes.train --config recipes/configs/archbert_generated.py --workdir /tmp/zoo-archbert
+
+Expected: eval ``reasoning_accuracy`` and ``pair_cosine`` as in docs/papers.md (archbert); retrieval R@5 is computed
+over the whole test split in tests/papers/test_archbert.py.
+"""
+
+from zoo.recipes.configs import base_config
+
+
+def get_config():
+  c = base_config()
+  c.model.name = "archbert.ArchBERT"
+  c.model.arch_vocab_size = 2071  # zoo.archtext.ArchTokenizer().vocab_size
+  c.model.text_vocab_size = 175  # zoo.archbert.CaptionTokenizer().vocab_size
+  c.model.features = 64
+  c.model.num_layers = 2
+  c.model.num_heads = 4
+  c.model.mlp_dim = 128
+  c.model.max_nodes = 16
+  c.model.max_length = 32
+  c.data.name = "arch_captions"
+  c.data.kwargs.num_train = 1000
+  c.data.kwargs.num_test = 200
+  c.data.batch_size = 64
+  c.task.name = "archbert.ArchCorpusTask"
+  c.procedure.name = "archbert.ArchBERTPretrain"
+  c.procedure.mode = "graph"
+  c.procedure.mam_weight = 1.0
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 1e-3
+  c.steps = 600
+  c.log_every = 100
+  c.eval_every = 300
+  c.checkpoint_every = 300
+  c.seed = 0
+  return c
