@@ -4,7 +4,7 @@ that keeps one run per work directory.
 Orbax writes a save to ``<step>.orbax-checkpoint-tmp*`` and renames it when complete, so a run killed mid-save
 leaves the last finished checkpoint intact (the unfinished one is ignored and cleaned up). Every checkpoint holds
 the state, the run's config and a checksum of every state leaf (``integrity``: two 32-bit fingerprints of each
-leaf's bits, computed on device before the save, independent of the mesh). A restore recomputes the checksums and
+leaf's bits, computed before the save, independent of the mesh). A restore recomputes the checksums and
 compares them, so a damaged file can neither restore silently nor be trusted:
 
 * a damaged latest checkpoint (unreadable, or restored values that differ from their checksums) is reported, moved
@@ -111,8 +111,48 @@ def _paths(tree) -> list[str]:
 _fingerprint_fns: dict[Any, Any] = {}
 
 
+def _host_words(x: np.ndarray) -> np.ndarray:
+  """:func:`_words` in numpy (the same uint32 words, in the same order)."""
+  if x.dtype == np.bool_:
+    return x.astype(np.uint32).ravel()
+  size = x.dtype.itemsize
+  view = {1: np.uint8, 2: np.uint16}.get(size, np.uint32)
+  return np.ascontiguousarray(x).view(view).astype(np.uint32).ravel()
+
+
+def _host_fmix(h: np.ndarray) -> np.ndarray:
+  h = h ^ (h >> np.uint32(16))
+  h = h * np.uint32(0x85EBCA6B)
+  h = h ^ (h >> np.uint32(13))
+  h = h * np.uint32(0xC2B2AE35)
+  return h ^ (h >> np.uint32(16))
+
+
+def _host_leaf_fingerprint(x) -> tuple[int, int]:
+  """:func:`_leaf_fingerprint` in numpy (uint32 arithmetic wraps around exactly as on device)."""
+  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    x = jax.random.key_data(x)
+  w = _host_words(np.asarray(x))
+  i = np.arange(w.size, dtype=np.uint32)
+  with np.errstate(over="ignore"):
+    a = np.sum(_host_fmix(w ^ _host_fmix(i * np.uint32(0x9E3779B9) + np.uint32(1))), dtype=np.uint32)
+    b = np.sum(_host_fmix((w + np.uint32(0x7F4A7C15)) * np.uint32(0x27D4EB2F) ^ i), dtype=np.uint32)
+  return int(a), int(b)
+
+
 def fingerprints(state) -> dict[str, str]:
   """``{leaf path: 16 hex digits}``: a checksum of every leaf's bits (same on any mesh or process count)."""
+  leaves = jax.tree.leaves(state)
+  if all(getattr(x, "is_fully_addressable", True) for x in leaves):
+    # One process holds every value: checksum on the host. (The jitted form below costs a compile per state
+    # structure, seconds for a model of a few hundred leaves, more than the save it guards.)
+    values = [_host_leaf_fingerprint(x) for x in leaves]
+    return {p: f"{a:08x}{b:08x}" for p, (a, b) in zip(_paths(state), values)}
+  return _device_fingerprints(state)
+
+
+def _device_fingerprints(state) -> dict[str, str]:
+  """:func:`fingerprints` computed where the values are (a process sees only its shards)."""
   leaves = jax.tree.leaves(state)
   mesh = next((x.sharding.mesh for x in leaves if isinstance(getattr(x, "sharding", None),
                                                               jax.sharding.NamedSharding)), None)
@@ -126,6 +166,22 @@ def fingerprints(state) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------- checkpointer
+
+# Orbax splits the save of a replicated array across its replicas ("replica-parallel"), which pays off for large
+# arrays on many hosts; for small ones every slice is an eager dispatch compiled once per device (a 2-step run of a
+# 400-leaf model on 8 CPU devices spent 7 s in 224 such compiles). Arrays are split only when each replica writes at
+# least this many bytes. The checkpoint format is unchanged (PyTree, as StandardSave writes it).
+_MIN_REPLICA_SLICE_BYTES = 1 << 20
+
+
+def _state_type_handlers():
+  handlers = ocp.type_handlers
+  return handlers.create_type_handler_registry(
+      (int, handlers.ScalarHandler()), (float, handlers.ScalarHandler()), (bytes, handlers.ScalarHandler()),
+      (np.number, handlers.ScalarHandler()), (np.ndarray, handlers.NumpyHandler()),
+      (jax.Array, handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=_MIN_REPLICA_SLICE_BYTES)),
+      (str, handlers.StringHandler()))
+
 
 
 def _quiet_orbax_teardown() -> None:
@@ -173,7 +229,9 @@ class Checkpointer:
 
   def _manager(self):
     return ocp.CheckpointManager(
-        self.directory, item_names=("state", "config", "integrity"),
+        self.directory,
+        item_handlers={"state": ocp.PyTreeCheckpointHandler(type_handler_registry=_state_type_handlers()),
+                       "config": ocp.JsonCheckpointHandler(), "integrity": ocp.JsonCheckpointHandler()},
         options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep, create=True))
 
   def latest_step(self) -> int | None:
@@ -211,7 +269,9 @@ class Checkpointer:
       except Exception as e:
         raise DamagedCheckpointError(f"{where}: its checksums cannot be read ({_short(e)}).") from e
     try:
-      restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+      restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_state)
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.PyTreeRestore(abstract_state, restore_args=restore_args)))
     except Exception as e:
       raise DamagedCheckpointError(f"{where}: its state cannot be read, or does not match this run's state "
                                    f"({_short(e)}).") from e
@@ -284,7 +344,7 @@ class Checkpointer:
   def save(self, step: int, state) -> None:
     """Starts an (asynchronous, atomic) save of ``state`` at ``step``, with the checksums of its leaves."""
     integrity = {"algorithm": _ALGORITHM, "leaves": fingerprints(state)}
-    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state),
                                                      config=ocp.args.JsonSave(self.config),
                                                      integrity=ocp.args.JsonSave(integrity)))
 

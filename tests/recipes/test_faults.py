@@ -12,6 +12,7 @@ import time
 from unittest import mock
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -131,6 +132,19 @@ def test_fingerprints_see_one_bit_and_ignore_the_mesh():
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("data", "fsdp"))
   sharded = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data", "fsdp")))
   assert checkpointing.fingerprints({**state, "a": sharded}) == base
+
+
+def test_host_fingerprints_equal_the_per_shard_ones_multi_process_runs_compute():
+  # One process checksums on the host; a multi-process run checksums each shard where it is. A checkpoint written
+  # by one must verify in the other, so both must give the same numbers for every dtype a state holds.
+  rng = np.random.default_rng(0)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("data", "fsdp"))
+  state = {"f32": rng.normal(size=(8, 6)).astype(np.float32), "bf16": jnp.asarray(rng.normal(size=(5, 3)), jnp.bfloat16),
+           "i8": rng.integers(-128, 127, size=(7,)).astype(np.int8), "u32": np.uint32([0, 1, 2**32 - 1]),
+           "bool": np.array([True, False, True]), "key": jax.random.key(3), "scalar": np.int32(-5),
+           "sharded": jax.device_put(rng.normal(size=(8, 4)).astype(np.float32),
+                                     jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data", "fsdp")))}
+  assert checkpointing.fingerprints(state) == checkpointing._device_fingerprints(state)  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize("keep", [0, -1])
