@@ -76,12 +76,20 @@ def _config_diff(saved: dict[str, Any], current: dict[str, Any], prefix: str = "
 
 
 def _fmix(h):
-  """murmur3's 32-bit finaliser (uint32 -> uint32, a bijection that spreads every bit)."""
+  """murmur3's 32-bit finaliser (uint32 -> uint32, a bijection that spreads every bit); jnp or numpy arrays."""
   h = h ^ (h >> 16)
-  h = h * jnp.uint32(0x85EBCA6B)
+  h = h * np.uint32(0x85EBCA6B)
   h = h ^ (h >> 13)
-  h = h * jnp.uint32(0xC2B2AE35)
+  h = h * np.uint32(0xC2B2AE35)
   return h ^ (h >> 16)
+
+
+def _sums(w, xp):
+  """The two fingerprint words of the uint32 vector ``w`` (``xp``: jnp on device, np on the host)."""
+  i = xp.arange(w.size, dtype=xp.uint32)
+  a = xp.sum(_fmix(w ^ _fmix(i * np.uint32(0x9E3779B9) + np.uint32(1))), dtype=xp.uint32)
+  b = xp.sum(_fmix((w + np.uint32(0x7F4A7C15)) * np.uint32(0x27D4EB2F) ^ i), dtype=xp.uint32)
+  return a, b  # wrap-around sums: exact and order-free, so any sharding gives the same numbers
 
 
 def _words(x):
@@ -97,11 +105,7 @@ def _words(x):
 
 
 def _leaf_fingerprint(x):
-  w = _words(x)
-  i = jnp.arange(w.size, dtype=jnp.uint32)
-  a = jnp.sum(_fmix(w ^ _fmix(i * jnp.uint32(0x9E3779B9) + jnp.uint32(1))), dtype=jnp.uint32)
-  b = jnp.sum(_fmix((w + jnp.uint32(0x7F4A7C15)) * jnp.uint32(0x27D4EB2F) ^ i), dtype=jnp.uint32)
-  return jnp.stack([a, b])  # wrap-around sums: exact and order-free, so any sharding gives the same numbers
+  return jnp.stack(_sums(_words(x), jnp))
 
 
 def _paths(tree) -> list[str]:
@@ -120,23 +124,12 @@ def _host_words(x: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(x).view(view).astype(np.uint32).ravel()
 
 
-def _host_fmix(h: np.ndarray) -> np.ndarray:
-  h = h ^ (h >> np.uint32(16))
-  h = h * np.uint32(0x85EBCA6B)
-  h = h ^ (h >> np.uint32(13))
-  h = h * np.uint32(0xC2B2AE35)
-  return h ^ (h >> np.uint32(16))
-
-
 def _host_leaf_fingerprint(x) -> tuple[int, int]:
   """:func:`_leaf_fingerprint` in numpy (uint32 arithmetic wraps around exactly as on device)."""
   if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
     x = jax.random.key_data(x)
-  w = _host_words(np.asarray(x))
-  i = np.arange(w.size, dtype=np.uint32)
   with np.errstate(over="ignore"):
-    a = np.sum(_host_fmix(w ^ _host_fmix(i * np.uint32(0x9E3779B9) + np.uint32(1))), dtype=np.uint32)
-    b = np.sum(_host_fmix((w + np.uint32(0x7F4A7C15)) * np.uint32(0x27D4EB2F) ^ i), dtype=np.uint32)
+    a, b = _sums(_host_words(np.asarray(x)), np)
   return int(a), int(b)
 
 
@@ -181,7 +174,6 @@ def _state_type_handlers():
       (np.number, handlers.ScalarHandler()), (np.ndarray, handlers.NumpyHandler()),
       (jax.Array, handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=_MIN_REPLICA_SLICE_BYTES)),
       (str, handlers.StringHandler()))
-
 
 
 def _quiet_orbax_teardown() -> None:
