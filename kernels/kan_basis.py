@@ -398,6 +398,79 @@ def reference(x: jax.Array, coef: jax.Array, *, basis: BasisLike, grid: jax.Arra
   return y.astype(x.dtype).reshape(*lead, y.shape[-1])
 
 
+
+# The XLA path of :func:`kan` for dense B-spline layers (what CPUs run). The same function as :func:`reference`,
+# arranged for XLA (issue 13): the basis values and their derivatives come out of one pass of the recursion (a
+# ``jax.jvp``), and a ``custom_jvp`` states the layer's derivative with them, so reverse mode (the transpose of that
+# rule) is two matmuls and one multiply instead of autodiff through Cox-de Boor, whose intermediates XLA otherwise
+# recomputes or keeps per level. A ``custom_jvp`` rather than a ``custom_vjp`` so forward mode, ``jacfwd`` and
+# higher derivatives (physics-informed losses) keep working. The contraction is one ``[batch, in * K] x [in * K, out]``
+# matmul (the basis tensor in its natural row-major layout). Outputs and derivatives equal the reference's up to
+# float32 summation order. The grid is a constant here: :func:`kan` stops its gradient.
+
+
+def _use_xla_dense(basis: tuple[Basis, ...], coef) -> bool:
+  return coef.ndim == 3 and all(b.kind == "bspline" for b in basis)
+
+
+def _xla_dense_parts(x2, coef, grid, wb, basis):
+  """The layer output in the accumulation dtype and what its derivative needs: ``v [batch, in * K]`` (basis values),
+  ``dv [batch, in, K]`` (their derivatives in x), ``c [in * K, out]`` (coef in the matmul layout), SiLU and SiLU'."""
+  acc = jnp.promote_types(jnp.result_type(x2, coef), _F32)
+  cdt = coef.dtype
+  n, n_in = x2.shape
+  xa, g = x2.astype(acc), grid.astype(acc)
+  vals, dvals = _values_and_derivatives(xa, lambda j: g[None, :, j], basis)
+  k, o = len(vals), coef.shape[-1]
+  v = jnp.stack(vals, axis=-1).astype(cdt).reshape(n, n_in * k)
+  c = jnp.swapaxes(coef, 0, 1).reshape(n_in * k, o)
+  y = jnp.dot(v, c, preferred_element_type=acc)
+  s = ds = None
+  if wb is not None:
+    s, ds = _silu_and_derivative(xa)
+    y = y + jnp.dot(s.astype(cdt), wb.astype(cdt), preferred_element_type=acc)
+  return y, v, jnp.stack(dvals, axis=-1), c, s, ds
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
+def _xla_dense(x2, coef, grid, wb, basis):
+  return _xla_dense_parts(x2, coef, grid, wb, basis)[0].astype(x2.dtype)
+
+
+def _xla_dense_jvp(basis, primals, tangents):
+  x2, coef, grid, wb = primals
+  tx, tcoef, _, twb = tangents  # the grid's tangent is zero: kan() stops its gradient
+  y, v, dv, c, s, ds = _xla_dense_parts(x2, coef, grid, wb, basis)
+  acc, cdt = y.dtype, coef.dtype
+  n, n_in, k = dv.shape
+  nonzero = lambda t: t is not None and not isinstance(t, jax.custom_derivatives.SymbolicZero)
+  terms = []
+  if nonzero(tx):
+    ta = tx.astype(acc)
+    terms.append(jnp.dot((dv * ta[..., None]).astype(cdt).reshape(n, n_in * k), c, preferred_element_type=acc))
+    if wb is not None:
+      terms.append(jnp.dot((ds * ta).astype(cdt), wb.astype(cdt), preferred_element_type=acc))
+  if nonzero(tcoef):
+    tc = jnp.swapaxes(tcoef, 0, 1).reshape(n_in * k, -1).astype(cdt)
+    terms.append(jnp.dot(v, tc, preferred_element_type=acc))
+  if wb is not None and nonzero(twb):
+    terms.append(jnp.dot(s.astype(cdt), twb.astype(cdt), preferred_element_type=acc))
+  ty = functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
+  return y.astype(x2.dtype), ty.astype(x2.dtype)
+
+
+_xla_dense.defjvp(_xla_dense_jvp, symbolic_zeros=True)
+
+
+def _xla(x, coef, *, basis, grid, base_weight):
+  """:func:`reference`'s function through :func:`_xla_dense` where it applies (dense B-splines), else the reference."""
+  if not _use_xla_dense(basis, coef):
+    return reference(x, coef, basis=basis, grid=grid, base_weight=base_weight)
+  lead, n_in = x.shape[:-1], x.shape[-1]
+  y = _xla_dense(x.reshape(-1, n_in), coef, grid, base_weight, basis)
+  return y.reshape(*lead, y.shape[-1])
+
+
 def _check(x, coef, grid, base_weight, basis):
   k = num_basis(basis)
   if not hasattr(x, "ndim") or x.ndim < 1:
@@ -970,11 +1043,12 @@ def kan(x: jax.Array, coef: jax.Array, *, basis: BasisLike, grid: jax.Array | No
     basis: a :class:`Basis` or a tuple of them (concatenated along the basis axis, in order).
     grid: ``[in, num_knots(basis)]`` knots / centres per input (not differentiated); None for gridless bases.
     base_weight: ``[in, out]`` / ``[in]`` weights of the ``silu`` branch, or None.
-    impl: ``'xla'`` runs :func:`reference`; ``'pallas'`` runs the Pallas kernel on GPU (Triton) and TPU (Mosaic)
+    impl: ``'xla'`` runs the XLA path (below); ``'pallas'`` runs the Pallas kernel on GPU (Triton) and TPU (Mosaic)
       and raises if the operands do not suit it; ``'auto'`` does the same but falls back to the reference, with a
       log line saying why, when the operands do not suit the kernel. On other platforms (CPU) both run the
-      reference, chosen at lowering time by ``jax.lax.platform_dependent``, so one jitted function exports for
-      every platform.
+      XLA path, chosen at lowering time by ``jax.lax.platform_dependent``, so one jitted function exports for
+      every platform. The XLA path is :func:`reference`'s function; for dense B-spline layers it is arranged as
+      :func:`_xla_dense` (values and derivatives in one pass, a ``custom_jvp`` whose transpose is two matmuls).
     block_sizes: tiles; default :meth:`BlockSizes.get_default` of each backend.
     interpret: run the kernel in Pallas interpret mode (on CPU, for tests); picks ``backend`` (default ``'gpu'``).
     backend: ``'gpu'`` or ``'tpu'`` forces that kernel (used with ``interpret`` or for export); None chooses by
@@ -994,13 +1068,13 @@ def kan(x: jax.Array, coef: jax.Array, *, basis: BasisLike, grid: jax.Array | No
     grid = jnp.asarray(grid)
     grid = jax.lax.stop_gradient(grid.astype(jnp.promote_types(grid.dtype, _F32)))  # float64 grids stay float64
   if impl == "xla":
-    return reference(x, coef, basis=basis, grid=grid, base_weight=base_weight)
+    return _xla(x, coef, basis=basis, grid=grid, base_weight=base_weight)
   reason = _unsupported(x, coef, base_weight)
   if reason is not None:
     if impl == "pallas":
       raise ValueError(f"kan: impl='pallas' cannot run: {reason}. Use impl='auto' or 'xla'.")
     _log.info("kan: falling back to the XLA reference: %s.", reason)
-    return reference(x, coef, basis=basis, grid=grid, base_weight=base_weight)
+    return _xla(x, coef, basis=basis, grid=grid, base_weight=base_weight)
 
   lead, n_in = x.shape[:-1], x.shape[-1]
   x2 = x.reshape(-1, n_in)
@@ -1017,5 +1091,5 @@ def kan(x: jax.Array, coef: jax.Array, *, basis: BasisLike, grid: jax.Array | No
                "platforms (chosen at lowering time).", impl)
     y = jax.lax.platform_dependent(
         cuda=run("gpu"), tpu=run("tpu"),
-        default=lambda: reference(x2, coef, basis=basis, grid=grid, base_weight=base_weight))
+        default=lambda: _xla(x2, coef, basis=basis, grid=grid, base_weight=base_weight))
   return y.reshape(*lead, y.shape[-1])
