@@ -387,8 +387,10 @@ class Hopfield(_HopfieldOptions):
     dropout = self.dropout_rate if train else 0.0
     rng = self.make_rng("dropout") if dropout > 0.0 else None
     out = attention(xi, keys, values, scale=beta, mask=mask, dropout_rate=dropout, dropout_rng=rng)
-    if self.is_mutable_collection("intermediates"):
-      # For analysis only: the weights the attention call above used, [batch, heads, q, n].
+    if self.is_mutable_collection("intermediates") and not self.is_initializing():
+      # For analysis only, when asked at apply time: sown during init it would land in the variables, and a trainer
+      # that applies with every non-param collection mutable would recompute it on every step (issue 13).
+      # The weights the attention call above used, [batch, heads, q, n].
       full_mask = None if mask is None else jnp.broadcast_to(mask, (out_batch, self.num_heads, q_len, n))
       sown = xi if beta else jnp.zeros_like(xi)  # uniform_association: a zero state pattern associates uniformly
       self.sow("intermediates", "association",
