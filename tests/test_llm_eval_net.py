@@ -1,16 +1,20 @@
 """zoo.llm_eval_net (WideDeep evaluator networks): query layout, both answer orders (exact symmetry), layer 2
-reading layer-1 verdicts, mean/vote aggregation, jit, a sharded forward on the 8-device mesh, bad input.
-A randomly initialised judge is enough for these properties (the effect test is not written: see the module
-note in /work/notes/llm_note.md)."""
+reading layer-1 verdicts (and the ``read_verdicts=False`` ablation), mean/vote aggregation, jit, a sharded forward
+on the 8-device mesh, bad input; the planted judge data (recipes/datasets/docstring_judge.py) and the metrics of
+recipes/procedures/llm_eval.py. A randomly initialised judge is enough for these properties (the trained judge and
+the network's effect: tests/papers/test_widedeep_eval.py)."""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from zoo import llm_eval_net as ev
 from zoo.recipes import sharding
+from zoo.recipes.datasets import docstring_judge as dj
+from zoo.recipes.procedures import llm_eval
 
 VOCAB, R, BATCH = 40, 6, 8
 
@@ -28,13 +32,14 @@ def setup():
 
 
 def test_query_layout():
-  t = ev.judge_tokens(np.array([2]), np.array([[20, 21, 0, 0]]), np.full((1, 8), 30), np.full((1, 8), 31),
+  t = ev.judge_tokens(np.array([2]), np.array([[20]]), np.full((1, 4), 30), np.full((1, 4), 31),
                       np.array([[ev.A, ev.B]]))
-  assert t.shape == (1, ev.LENGTH) and t[0, 0] == ev.ROLE0 + 2 and t[0, -1] == ev.ASK
-  assert list(t[0, -8:-1]) == [ev.HINT, ev.A, ev.B, 0, 0, 0, 0]
+  assert t.shape == (1, ev.LENGTH) == (1, 20)
+  assert list(t[0]) == [ev.ROLE0 + 2, 20, ev.SEP, 30, 30, 30, 30, ev.SEP, 31, 31, 31, 31, ev.HINT, ev.A, ev.B,
+                        0, 0, 0, 0, ev.ASK]
   with pytest.raises(ValueError, match="hints"):
-    ev.judge_tokens(np.array([0]), np.zeros((1, 4), np.int32), np.zeros((1, 8), np.int32),
-                    np.zeros((1, 8), np.int32), np.zeros((1, 7), np.int32))
+    ev.judge_tokens(np.array([0]), np.zeros((1, 1), np.int32), np.zeros((1, 4), np.int32),
+                    np.zeros((1, 4), np.int32), np.zeros((1, 7), np.int32))
 
 
 def test_both_orders_make_the_neuron_exactly_antisymmetric(setup):
@@ -70,6 +75,11 @@ def test_network_layers_roles_hints_and_aggregation(setup):
   np.testing.assert_allclose(shallow, per_layer[0].mean(1), atol=1e-5)
   vote = ev.WideDeepEvaluator(judge, width=3, depth=2, aggregate="vote").apply(variables, name, doc_a, doc_b)
   np.testing.assert_allclose(vote, (np.asarray(per_layer[1]) > 0.5).mean(1), atol=1e-6)
+  # the ablation: layer 2 without layer 1's verdicts repeats layer 1
+  deaf = ev.WideDeepEvaluator(judge, width=3, depth=2, read_verdicts=False)
+  _, deaf_layers = deaf.apply(variables, name, doc_a, doc_b, return_layers=True)
+  np.testing.assert_allclose(deaf_layers[1], per_layer[0], atol=1e-6)
+  assert np.abs(np.asarray(per_layer[1] - per_layer[0])).max() > 1e-4  # reading the verdicts changes layer 2
 
 
 def test_network_sharded_forward_on_8_devices(setup):
@@ -94,6 +104,101 @@ def test_bad_input(setup):
   with pytest.raises(TypeError, match="doc_a"):
     ev.WideDeepEvaluator(judge).apply(variables, name, doc_a.astype(np.float32), doc_b)
   with pytest.raises(ValueError, match="doc_b"):
-    ev.WideDeepEvaluator(judge).apply(variables, name, doc_a, doc_b[:, :, :5])
+    ev.WideDeepEvaluator(judge).apply(variables, name, doc_a, doc_b[:, :, :3])
+  with pytest.raises(ValueError, match="name"):
+    ev.WideDeepEvaluator(judge).apply(variables, np.concatenate([name, name], -1), doc_a, doc_b)
   with pytest.raises(ValueError, match="role"):
     ev.EvaluatorNeuron(judge, role=9).apply(variables, name[:, 0], doc_a[:, 0], doc_b[:, 0])
+  # out-of-range token ids: an error naming the argument and the range (concrete); NaN inside jit
+  bad = doc_b.copy()
+  bad[0, 1, 2] = VOCAB
+  with pytest.raises(ValueError, match=r"doc_b.*\[0, 40\)"):
+    ev.WideDeepEvaluator(judge).apply(variables, name, doc_a, bad)
+  with pytest.raises(ValueError, match="name"):
+    ev.WideDeepEvaluator(judge).apply(variables, -name, doc_a, doc_b)
+  traced = jax.jit(ev.WideDeepEvaluator(judge, width=2, depth=1).apply)(variables, name, doc_a, bad)
+  assert np.isnan(traced[0]) and np.isfinite(traced[1:]).all()
+  # an empty batch, a wrong dtype, bad hints
+  with pytest.raises(ValueError, match="batch"):
+    ev.WideDeepEvaluator(judge).apply(variables, name[:0], doc_a[:0], doc_b[:0])
+  with pytest.raises(TypeError, match="name"):
+    ev.EvaluatorNeuron(judge).apply(variables, name[:, 0].astype(np.float32), doc_a[:, 0], doc_b[:, 0])
+  with pytest.raises(ValueError, match="hints"):
+    ev.EvaluatorNeuron(judge).apply(variables, name[:, 0], doc_a[:, 0], doc_b[:, 0], np.full((BATCH, 2), 7))
+  with pytest.raises(ValueError, match="hints"):
+    ev.EvaluatorNeuron(judge).apply(variables, name[:, 0], doc_a[:, 0], doc_b[:, 0], np.full((BATCH, 7), ev.A))
+  with pytest.raises(ValueError, match="vocab_size"):
+    small = ev.JudgeLM(8, embed_dim=16, num_layers=1, num_heads=2, mlp_dim=32, max_length=ev.LENGTH)
+    ev.WideDeepEvaluator(small).init(jax.random.key(0), name % 8, doc_a % 8, doc_b % 8)
+
+
+def test_network_vmaps_over_a_leading_axis(setup):
+  judge, variables, name, doc_a, doc_b = setup
+  net = ev.WideDeepEvaluator(judge, width=3, depth=2)
+  split = lambda x: x.reshape(2, BATCH // 2, *x.shape[1:])
+  out = jax.vmap(lambda *a: net.apply(variables, *a))(split(name), split(doc_a), split(doc_b))
+  np.testing.assert_allclose(out.reshape(BATCH), net.apply(variables, name, doc_a, doc_b), atol=1e-5)
+
+
+def test_planted_pairs_spread_the_evidence_over_independent_role_views():
+  views = dict(num_words=4, num_fillers=4, reliability=0.8, ambiguity=0.4)
+  p = dj.pair_views(4000, np.random.default_rng(0), **views)
+  assert p["name"].shape == (4000, ev.MAX_ROLES, ev.NAME_LEN) and p["doc_a"].shape == (4000, ev.MAX_ROLES, ev.DOC_LEN)
+  in_a = (p["doc_a"] == p["name"]).any(-1)
+  in_b = (p["doc_b"] == p["name"]).any(-1)
+  np.testing.assert_array_equal(p["evidence"], in_a.astype(int) - in_b.astype(int))  # as the tokens say
+  assert not (in_a & in_b).any()
+  informative = p["evidence"] != 0
+  assert abs(informative.mean() - 0.6) < 0.02
+  sign = np.where(p["label"] == 1, 1, -1)[:, None]
+  right, wrong = p["evidence"] * sign > 0, p["evidence"] * sign < 0
+  assert abs(right[informative].mean() - 0.8) < 0.02 and abs(p["label"].mean() - 0.5) < 0.03
+  assert abs(np.corrcoef(right[:, 0], right[:, 1])[0, 1]) < 0.05  # independent views
+  assert abs(np.corrcoef(wrong[:, 2], wrong[:, 5])[0, 1]) < 0.05
+  vocab = dj.vocab_size(4, 4)
+  assert p["name"].min() >= dj.WORD0 and max(p["doc_a"].max(), p["doc_b"].max()) < vocab
+  q = dj.training_queries(4000, np.random.default_rng(1), first_bias=0.6, **views)
+  assert q["tokens"].shape == (4000, ev.LENGTH) and abs((q["label"] == ev.A).mean() - 0.6) < 0.03
+  assert q["tokens"].max() < vocab
+  assert abs((q["tokens"][:, 13] != ev.PAD).mean() - 0.5) < 0.03  # half the queries carry hints
+  with pytest.raises(ValueError, match="reliability"):
+    dj.pair_views(4, np.random.default_rng(0), reliability=1.5)
+
+
+def test_agreement_is_accuracy_and_cohens_kappa():
+  label = np.array([1, 1, 0, 0, 1, 0])
+  m = llm_eval.agreement(np.array([0.9, 0.6, 0.2, 0.7, 0.4, 0.1]), label)
+  # 4 of 6 right; chance agreement 0.5 (both sides half A): kappa = (4/6 - 0.5) / 0.5
+  np.testing.assert_allclose([m["accuracy"], m["kappa"]], [4 / 6, 1 / 3], atol=1e-6)
+  assert llm_eval.agreement(np.full(6, 0.9), label)["kappa"] == 0.0  # always A: no agreement beyond chance
+  with pytest.raises(ValueError, match="label"):
+    llm_eval.agreement(np.ones(6), np.ones(5))
+  with pytest.raises(ValueError, match="tokens"):
+    llm_eval.fine_tune_judge(ev.JudgeLM(30), {"tokens": np.zeros((4, 7), np.int32), "label": np.zeros(4, np.int32)})
+  # the config procedure's kappa from mean metrics equals sklearn's on the same verdicts
+  rng = np.random.default_rng(3)
+  label, says = rng.integers(0, 2, 300), (rng.random(300) < 0.35).astype(int)
+  means = {"label_a": label.mean(), "x/correct": (says == label).mean(), "x/says_a": says.mean()}
+  np.testing.assert_allclose(llm_eval.kappas_from_means(means)["x"],
+                             llm_eval.agreement(says * 0.8 + 0.1, label)["kappa"], atol=1e-9)
+  assert llm_eval.parse_setting("6x2-noread-vote") == (6, 2, True, False, "vote")
+  with pytest.raises(ValueError, match="setting"):
+    llm_eval.parse_setting("6by2")
+  with pytest.raises(ValueError, match="flags"):
+    llm_eval.parse_setting("6x2-deaf")
+
+
+def test_config_procedure_evaluates_the_networks_on_pair_batches(setup):
+  judge, variables, name, doc_a, doc_b = setup
+  proc = llm_eval.JudgeThenNetworks(model=judge, task=llm_eval.judge_task(), optimizer=optax.adam(1e-3),
+                                    settings="1x1,3x2-noread")
+  state = proc.init(jax.random.key(0), {"tokens": np.zeros((2, ev.LENGTH), np.int32), "label": np.zeros(2, np.int32)})
+  state = state.replace(params=variables["params"]["judge"])
+  label = np.arange(BATCH) % 2
+  m = jax.jit(proc.evaluate)(state, {"name": name, "doc_a": doc_a, "doc_b": doc_b, "label": label})
+  want = ev.WideDeepEvaluator(judge, width=3, depth=2, read_verdicts=False).apply(variables, name, doc_a, doc_b)
+  np.testing.assert_allclose(m["3x2-noread/p"], want, atol=1e-5)
+  np.testing.assert_array_equal(m["3x2-noread/correct"], (np.asarray(want) > 0.5) == (label == 1))
+  np.testing.assert_array_equal(m["label_a"], label)
+  with pytest.raises(ValueError, match="setting"):
+    llm_eval.JudgeThenNetworks(model=judge, task=llm_eval.judge_task(), optimizer=optax.adam(1e-3), settings="6")

@@ -1,112 +1,121 @@
-"""Pairwise judging of stdlib docstrings: given a function name, which of two docstrings is its own?
+"""Planted pairwise judging: given a function's name, which of two docstrings is its own? (one view per role)
 
 For "Wider and Deeper LLM Networks are Fairer LLM Evaluators" (WideDeep, Zhang et al., 2023, arXiv 2308.01862),
-scaled down: the "LLM" is a small transformer fine-tuned on these sequences into a noisy pairwise judge, and the
-evaluator network's neurons are that judge with different *roles*: a role is a role token plus an aspect view of the
-pair (which part of the name, which window of each docstring's words).
+scaled down: the "LLM" is a small transformer fine-tuned on these queries into a noisy pairwise judge, and the
+evaluator network's neurons are that judge playing different *roles*. Real stdlib docstrings gave a judge that
+stayed at chance after a few hundred steps (see docs/papers.md), so the functions here are planted, with the
+evidence spread over the roles:
 
-Texts: :func:`zoo.recipes.datasets.text.docstring_pairs` (name, first sentence, rest); words by
-:func:`text.words`, hashed into ``num_buckets`` ids (crc32, so a name part and the same word in a docstring share an
-id). The functions are split at random into train and test functions; a pair is a function's own docstring and
-another function's docstring of the same split.
+* a function's name has one part per role, ``n_r`` (a word id); its docstring has one slice of
+  :data:`DOC_LEN` words per role;
+* role ``r`` sees the name part ``n_r`` and slice ``r`` of both docstrings. A slice is *informative* with
+  probability ``1 - ambiguity``: then exactly one of the two slices mentions ``n_r``, the function's own with
+  probability ``reliability`` (otherwise the other function's slice does: a misleading view). An ambiguous slice
+  pair mentions ``n_r`` in neither. The other words of a slice are fillers, drawn uniformly from their own
+  ``num_fillers`` ids (so a filler never mentions a name part). The roles'
+  views of a pair are independent, so the judge's errors are independent across roles (width helps), and one
+  role alone is right with probability ``(1 - ambiguity) reliability + ambiguity / 2`` at best (0.68 by default);
+* position bias: the fine-tuning pairs put the own docstring first with probability ``first_bias`` (0.6), so the
+  judge learns a prior for answer :data:`A`; the test pairs are balanced (both answer orders cancel the prior).
 
-Token layout of one judge query (:func:`zoo.llm_eval_net.judge_tokens`, length :data:`LENGTH`)::
+Token layout of one judge query (:func:`zoo.llm_eval_net.judge_tokens`, length :data:`LENGTH` = 20)::
 
-  [ROLE_r] name (4) [SEP] first doc (8) [SEP] second doc (8) [HINT] verdicts (6, PAD if none) [ASK]
+  [ROLE_r] n_r [SEP] first slice (4) [SEP] second slice (4) [HINT] verdicts (6, PAD if none) [ASK]
 
-and the answer is the next token, :data:`A` (the first doc is the function's) or :data:`B`. Roles (:data:`ROLES`):
-``(name view, docstring window)``; name views ``'all'`` (every part) or ``'last'`` (the last dotted part), windows
-of 8 words of first sentence + rest.
+and the answer is the next token, :data:`A` (the first docstring is the function's) or :data:`B`. Half of the
+fine-tuning queries carry ``k`` in 1..6 verdict hints: the evidence verdicts of roles ``0 .. k-1`` of the same pair
+(``A`` where that role's first slice mentions its name part, ``B`` where the second does, random where neither),
+so the judge learns to read earlier verdicts (layer 2 of the network reads layer 1's verdicts in that order).
 
-Keys per pair (``R = len(ROLES)``): ``name [R, 4]``, ``doc_a [R, 8]``, ``doc_b [R, 8]`` (word ids per role view),
-``label []`` int32 (1: ``doc_a`` is the function's own, 0: ``doc_b`` is).
+Word ids: name parts ``WORD0 .. WORD0 + num_words - 1``, fillers the next ``num_fillers`` ids
+(:func:`vocab_size`). Keys of :func:`pair_views` (``R = MAX_ROLES`` = 6): ``name [n, R, 1]``, ``doc_a [n, R, 4]``,
+``doc_b [n, R, 4]`` word ids, ``label [n]`` int32 (1: ``doc_a`` is the function's own, 0: ``doc_b`` is),
+``evidence [n, R]``. The registered dataset ``docstring_judge``: ``train`` = fine-tuning queries
+``{tokens [n, 20], label [n]}`` (``label`` = the answer token id, :data:`A` or :data:`B`), ``test`` = held-out
+balanced pairs ``{name, doc_a, doc_b, label}`` as :func:`pair_views` (what the evaluator networks judge; the
+procedure ``llm_eval.JudgeThenNetworks`` evaluates them).
+
+Deviation from PAPERS.md ("which of two stdlib docstrings is its own"): the docstrings are planted word ids, not
+the standard library's (an earlier version on real stdlib docstrings, hashed words, gave a judge at chance).
 """
 
 from __future__ import annotations
-
-import zlib
 
 import numpy as np
 
 from zoo import llm_eval_net as ev
 from zoo.recipes import data
-from zoo.recipes.datasets import text
 
-__all__ = ["A", "ASK", "B", "HINT", "LENGTH", "MAX_HINTS", "NAME_LEN", "DOC_LEN", "PAD", "ROLES", "SEP",
-           "docstring_judge", "judge_tokens", "pair_views", "split_functions", "training_queries", "vocab_size"]
+__all__ = ["A", "ASK", "B", "DOC_LEN", "HINT", "LENGTH", "MAX_HINTS", "NAME_LEN", "PAD", "SEP", "WORD0",
+           "docstring_judge", "judge_tokens", "pair_views", "training_queries", "vocab_size"]
 
 PAD, SEP, HINT, ASK, A, B = ev.PAD, ev.SEP, ev.HINT, ev.ASK, ev.A, ev.B
 NAME_LEN, DOC_LEN, MAX_HINTS, LENGTH = ev.NAME_LEN, ev.DOC_LEN, ev.MAX_HINTS, ev.LENGTH
 judge_tokens = ev.judge_tokens
-ROLES = (("all", 0), ("all", 1), ("last", 0), ("all", 2), ("last", 1), ("last", 2))
-"""``(name view, window index)`` of each role; window ``k`` = words ``8k .. 8k + 7`` of the docstring."""
-_WORD0 = ev.ROLE0 + ev.MAX_ROLES
+WORD0 = ev.ROLE0 + ev.MAX_ROLES
+"""The first word id (0-5 special tokens, 6-11 role tokens)."""
 
 
-def vocab_size(num_buckets: int) -> int:
-  return _WORD0 + num_buckets
+def vocab_size(num_words: int, num_fillers: int) -> int:
+  """The judge's vocabulary: special and role tokens, name-part words, filler words."""
+  return WORD0 + num_words + num_fillers
 
 
-def _ids(ws, num_buckets, length):
-  out = np.zeros(length, np.int32)
-  ids = [_WORD0 + zlib.crc32(w.encode()) % num_buckets for w in ws if w.isalnum()][:length]
-  out[:len(ids)] = ids
-  return out
+def pair_views(n: int, rng: np.random.Generator, *, num_words: int = 4, num_fillers: int = 4,
+               reliability: float = 0.8, ambiguity: float = 0.4, first_bias: float = 0.5):
+  """``n`` planted pairs (module docstring): ``{name [n, R, 1], doc_a/doc_b [n, R, DOC_LEN], label [n],
+  evidence [n, R]}`` (``evidence``: +1 where role ``r``'s first slice mentions ``n_r``, -1 the second, 0 neither).
+  ``first_bias`` is the probability that ``doc_a`` is the own docstring (``label == 1``)."""
+  if num_words < 1 or num_fillers < 1:
+    raise ValueError(f"pair_views: `num_words` and `num_fillers` must be >= 1; got {num_words}, {num_fillers}.")
+  for arg, v in (("reliability", reliability), ("ambiguity", ambiguity), ("first_bias", first_bias)):
+    if not 0.0 <= v <= 1.0:
+      raise ValueError(f"pair_views: `{arg}` must be in [0, 1]; got {v}.")
+  r = ev.MAX_ROLES
+  label = (rng.random(n) < first_bias).astype(np.int32)
+  part = rng.integers(num_words, size=(n, r))
+  # filler words from their own vocabulary (ids num_words ..): [n, R, 2 (own, other), DOC_LEN]
+  slices = num_words + rng.integers(num_fillers, size=(n, r, 2, DOC_LEN))
+  informative = rng.random((n, r)) >= ambiguity
+  own_mentions = rng.random((n, r)) < reliability
+  where = rng.integers(DOC_LEN, size=(n, r))
+  for k, mentions in ((0, informative & own_mentions), (1, informative & ~own_mentions)):
+    i, j = np.nonzero(mentions)
+    slices[i, j, k, where[i, j]] = part[i, j]
+  own, other = slices[:, :, 0], slices[:, :, 1]
+  first = np.where(label[:, None, None] == 1, own, other)
+  second = np.where(label[:, None, None] == 1, other, own)
+  mention = np.where(informative, np.where(own_mentions, 1, -1), 0)  # +1: the own slice mentions n_r
+  evidence = np.where(label[:, None] == 1, mention, -mention)
+  return {"name": (WORD0 + part[..., None]).astype(np.int32), "doc_a": (WORD0 + first).astype(np.int32),
+          "doc_b": (WORD0 + second).astype(np.int32), "label": label, "evidence": evidence.astype(np.int32)}
 
 
-def _views(name: str, doc: str, num_buckets: int):
-  parts = [p for p in name.replace("_", ".").lower().split(".") if p]
-  last = [p for p in name.split(".")[-1].replace("_", ".").lower().split(".") if p]
-  words = [w for w in text.words(doc) if w.isalnum()]
-  names = {"all": _ids(parts[-NAME_LEN:], num_buckets, NAME_LEN), "last": _ids(last, num_buckets, NAME_LEN)}
-  return (np.stack([names[v] for v, _ in ROLES]),
-          np.stack([_ids(words[DOC_LEN * k:DOC_LEN * (k + 1)], num_buckets, DOC_LEN) for _, k in ROLES]))
-
-
-def pair_views(n: int, functions: list[tuple[str, str]], num_buckets: int, rng: np.random.Generator):
-  """``n`` pairs over ``functions`` ``[(name, docstring)]``: ``{name, doc_a, doc_b [n, R, .], label [n]}``."""
-  views = [_views(nm, d, num_buckets) for nm, d in functions]
-  own = rng.integers(len(functions), size=n)
-  other = (own + rng.integers(1, len(functions), size=n)) % len(functions)
-  label = rng.integers(0, 2, size=n).astype(np.int32)
-  first = np.where(label == 1, own, other)
-  second = np.where(label == 1, other, own)
-  return {"name": np.stack([views[i][0] for i in own]), "doc_a": np.stack([views[i][1] for i in first]),
-          "doc_b": np.stack([views[i][1] for i in second]), "label": label}
-
-
-def split_functions(seed: int = 0, test_fraction: float = 0.3):
-  """The stdlib functions ``[(name, first sentence + rest)]`` split at random into train / test."""
-  funcs = [(nm, f"{q} {rest}") for nm, q, rest in text.docstring_pairs()]
-  perm = np.random.default_rng(seed).permutation(len(funcs))
-  cut = int(round(test_fraction * len(funcs)))
-  return [funcs[i] for i in perm[cut:]], [funcs[i] for i in perm[:cut]]
-
-
-def training_queries(n: int, functions, num_buckets: int, rng: np.random.Generator, hint_fraction: float = 0.5):
-  """Judge fine-tuning rows ``{tokens [n, LENGTH], label [n]}`` (label: :data:`A` or :data:`B`): a random role,
-  and for ``hint_fraction`` of the rows 1-6 noisy verdict hints (each right with a random probability in [0.5, 0.9])
-  so that the judge learns to read earlier verdicts (layer 2 of the network)."""
-  p = pair_views(n, functions, num_buckets, rng)
-  role = rng.integers(len(ROLES), size=n)
-  r = np.arange(n)
+def training_queries(n: int, rng: np.random.Generator, *, hint_fraction: float = 0.5, **views):
+  """Judge fine-tuning rows ``{tokens [n, LENGTH], label [n]}`` (label: :data:`A` or :data:`B`): a random role of
+  a planted pair (``views``: :func:`pair_views` keywords) and, for ``hint_fraction`` of the rows, the verdicts of
+  roles ``0 .. k-1`` (k in 1..6) as hints."""
+  p = pair_views(n, rng, **views)
+  role = rng.integers(ev.MAX_ROLES, size=n)
+  rows = np.arange(n)
   k = np.where(rng.random(n) < hint_fraction, rng.integers(1, MAX_HINTS + 1, size=n), 0)
-  acc = rng.uniform(0.5, 0.9, size=(n, 1))
-  truth = np.where(p["label"] == 1, A, B)[:, None]
-  right = rng.random((n, MAX_HINTS)) < acc
-  hints = np.where(right, truth, A + B - truth)
-  hints = np.where(np.arange(MAX_HINTS)[None] < k[:, None], hints, PAD)
-  tokens = judge_tokens(role, p["name"][r, role], p["doc_a"][r, role], p["doc_b"][r, role], hints)
+  coin = np.where(rng.random((n, MAX_HINTS)) < 0.5, A, B)
+  verdict = np.where(p["evidence"] > 0, A, np.where(p["evidence"] < 0, B, coin))
+  hints = np.where(np.arange(MAX_HINTS)[None] < k[:, None], verdict, PAD).astype(np.int32)
+  tokens = judge_tokens(role, p["name"][rows, role], p["doc_a"][rows, role], p["doc_b"][rows, role], hints)
   return {"tokens": tokens, "label": np.where(p["label"] == 1, A, B).astype(np.int32)}
 
 
-@data.register("docstring_judge", version="1.0.0")
-def docstring_judge(num_buckets: int = 1024, train_size: int = 25600, test_size: int = 500,
+@data.register("docstring_judge", version="2.1.0")
+def docstring_judge(num_words: int = 4, num_fillers: int = 4, reliability: float = 0.8, ambiguity: float = 0.4,
+                    first_bias: float = 0.6, train_size: int = 25600, test_size: int = 500,
                     seed: int = 0) -> data.Generated:
-  """Judge fine-tuning queries (``train``) on train functions, and queries without hints on test functions
-  (``test``); ``label`` is the answer token id (:data:`A` = 4 or :data:`B` = 5)."""
+  """Judge fine-tuning queries (``train``: own docstring first with probability ``first_bias``, half with hints)
+  and held-out balanced pair views (``test``, :func:`pair_views` keys; ``label`` 1 where ``doc_a`` is the own)."""
   rng = np.random.default_rng(seed)
-  train_f, test_f = split_functions(seed)
-  return data.Generated({"train": training_queries(train_size, train_f, num_buckets, rng),
-                         "test": training_queries(test_size, test_f, num_buckets, rng, hint_fraction=0.0)},
-                        metadata={"vocab_size": vocab_size(num_buckets), "num_classes": vocab_size(num_buckets)})
+  views = dict(num_words=num_words, num_fillers=num_fillers, reliability=reliability, ambiguity=ambiguity)
+  test = pair_views(test_size, rng, first_bias=0.5, **views)
+  test.pop("evidence")
+  vocab = vocab_size(num_words, num_fillers)
+  return data.Generated({"train": training_queries(train_size, rng, first_bias=first_bias, **views), "test": test},
+                        metadata={"vocab_size": vocab, "num_classes": vocab})
