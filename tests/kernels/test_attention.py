@@ -40,14 +40,28 @@ def _inputs(seed, b, tq, tk, h, hk, d, dv=None, dtype=jnp.float32, bias=None, ma
   return (q, k, v), kw, ct
 
 
+# Nearly all of this file's time is XLA compiling the interpreted kernels (their grid loops become large CPU
+# programs; running them takes milliseconds). XLA's backend optimization level 0 halves that compile and moves the
+# numbers by float rounding only (5e-7 measured on the f32 cases, far inside the tolerances below). Everything is
+# jitted: eager, every op of the reference and of the kernels' wrappers would be dispatched (compiled) one by one.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+
+
+def _jit(fn, **kw):
+  return jax.jit(fn, compiler_options=FAST_COMPILE, **kw)
+
+
 def _value_and_grads(fn, qkv, kw, ct, wrt_bias):
-  """Output and the gradients of <out, ct> wrt q, k, v (and the bias)."""
-  def loss(q, k, v, bias):
-    out = fn(q, k, v, **{**kw, **({} if bias is None else {"bias": bias})})
-    return jnp.sum(out.astype(jnp.float32) * ct), out
-  argnums = (0, 1, 2, 3) if wrt_bias else (0, 1, 2)
-  (_, out), grads = jax.value_and_grad(loss, argnums=argnums, has_aux=True)(*qkv, kw.get("bias"))
-  return out, grads
+  """Output and the gradients of <out, ct> wrt q, k, v (and the bias), in one jitted call."""
+  @_jit
+  def run(qkv, kw, ct):
+    def loss(q, k, v, bias):
+      out = fn(q, k, v, **{**kw, **({} if bias is None else {"bias": bias})})
+      return jnp.sum(out.astype(jnp.float32) * ct), out
+    argnums = (0, 1, 2, 3) if wrt_bias else (0, 1, 2)
+    (_, out), grads = jax.value_and_grad(loss, argnums=argnums, has_aux=True)(*qkv, kw.get("bias"))
+    return out, grads
+  return run(qkv, kw, ct)
 
 
 def _rel_err(x, ref):
@@ -180,11 +194,13 @@ def test_vmap():
   q, k, v = _small()
   qs, ks, vs = (jnp.stack([x, 2 * x]) for x in (q, k, v))
   run = lambda q, k, v: attn.attention(q, k, v, is_causal=True, impl="pallas", block_sizes={"gpu": GPU_TILES})
-  out = jax.vmap(run)(qs, ks, vs)
+  # The vmapped output and gradients in one compile; the reference per element, unbatched.
+  loss = lambda q, k, v: (run(q, k, v).sum(), run(q, k, v))
+  (_, out), grads = _jit(jax.vmap(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)))(qs, ks, vs)
+  ref = jax.jit(lambda q, k, v: attn.reference(q, k, v, is_causal=True))
   for i in range(2):
-    np.testing.assert_allclose(out[i], attn.reference(qs[i], ks[i], vs[i], is_causal=True), atol=2e-5)
-  grads = jax.vmap(jax.grad(lambda q, k, v: run(q, k, v).sum(), argnums=(0, 1, 2)))(qs, ks, vs)
-  ref_grads = jax.grad(lambda q, k, v: attn.reference(q, k, v, is_causal=True).sum(), argnums=(0, 1, 2))(
+    np.testing.assert_allclose(out[i], ref(qs[i], ks[i], vs[i]), atol=2e-5)
+  ref_grads = jax.jit(jax.grad(lambda q, k, v: attn.reference(q, k, v, is_causal=True).sum(), argnums=(0, 1, 2)))(
       qs[1], ks[1], vs[1])
   for g, r in zip(grads, ref_grads):
     np.testing.assert_allclose(g[1], r, atol=1e-4)
@@ -203,15 +219,15 @@ def test_sharded_batch_runs_per_shard():
   loss = lambda q, k, v, bias: jnp.sum(run(q, k, v, bias) ** 2)
   batch = NamedSharding(mesh, P(("data", "fsdp")))
   qs, ks, vs = (jax.device_put(x, batch) for x in (q, k, v))
-  fwd, bwd = jax.jit(run), jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)))
   with jax.set_mesh(mesh):
-    out, grads = fwd(qs, ks, vs, bias), bwd(qs, ks, vs, bias)
-    hlo = fwd.lower(qs, ks, vs, bias).compile().as_text()
+    fwd = _jit(run).lower(qs, ks, vs, bias).compile()  # compiled once: run, and its HLO read
+    out, grads = fwd(qs, ks, vs, bias), _jit(jax.grad(loss, argnums=(0, 1, 2, 3)))(qs, ks, vs, bias)
+    hlo = fwd.as_text()
   assert "all-gather" not in hlo
   assert out.sharding.is_equivalent_to(batch, 4) and grads[0].sharding.is_equivalent_to(batch, 4)
   ref = lambda q, k, v, bias: attn.reference(q, k, v, bias=bias, mask=mask, is_causal=True)
-  np.testing.assert_allclose(out, ref(q, k, v, bias), atol=2e-5)
-  ref_grads = jax.grad(lambda *a: jnp.sum(ref(*a) ** 2), argnums=(0, 1, 2, 3))(q, k, v, bias)
+  np.testing.assert_allclose(out, jax.jit(ref)(q, k, v, bias), atol=2e-5)
+  ref_grads = jax.jit(jax.grad(lambda *a: jnp.sum(ref(*a) ** 2), argnums=(0, 1, 2, 3)))(q, k, v, bias)
   for g, r in zip(grads, ref_grads):
     np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-5)
 
@@ -221,8 +237,8 @@ def test_traced_scale_and_its_gradient():
   q, k, v = _small()
   loss = lambda impl: (lambda q, k, v, s: jnp.sum(attn.attention(
       q, k, v, scale=s, is_causal=True, impl=impl, block_sizes={"gpu": GPU_TILES}) ** 2))
-  grads = jax.jit(jax.grad(loss("pallas"), argnums=(0, 1, 2, 3)))(q, k, v, 0.7)
-  ref_grads = jax.grad(loss("xla"), argnums=(0, 1, 2, 3))(q, k, v, 0.7)
+  grads = _jit(jax.grad(loss("pallas"), argnums=(0, 1, 2, 3)))(q, k, v, 0.7)
+  ref_grads = jax.jit(jax.grad(loss("xla"), argnums=(0, 1, 2, 3)))(q, k, v, 0.7)
   for g, r in zip(grads, ref_grads):
     np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-5)
 
@@ -230,8 +246,9 @@ def test_traced_scale_and_its_gradient():
 def test_integer_mask_reads_as_the_reference_does():
   q, k, v = _small()
   mask = (jnp.arange(24)[:, None] % 3 != 0).astype(jnp.int32)
-  out = attn.attention(q, k, v, mask=mask, impl="pallas", block_sizes={"gpu": GPU_TILES})
-  np.testing.assert_allclose(out, attn.reference(q, k, v, mask=mask), atol=2e-5)
+  out = _jit(lambda q, k, v, mask: attn.attention(q, k, v, mask=mask, impl="pallas", block_sizes={"gpu": GPU_TILES}))(
+      q, k, v, mask)
+  np.testing.assert_allclose(out, jax.jit(attn.reference)(q, k, v, mask=mask), atol=2e-5)
 
 
 def test_dropout():
@@ -365,7 +382,7 @@ def test_kernel_memory_is_linear_in_length():
   def temp(fn, t):
     q = S((1, t, 2, 32), jnp.float32)
     grad = jax.jit(jax.grad(lambda q, k, v: jnp.sum(fn(q, k, v)), argnums=(0, 1, 2)))
-    return grad.lower(q, q, q).compile().memory_analysis().temp_size_in_bytes
+    return grad.lower(q, q, q).compile(FAST_COMPILE).memory_analysis().temp_size_in_bytes  # same bytes as -O2
   kernel = lambda q, k, v: attn.flash_attention(q, k, v, is_causal=True, interpret=True)
   ref = lambda q, k, v: attn.reference(q, k, v, is_causal=True)
   k1, k2, r1, r2 = temp(kernel, 512), temp(kernel, 2048), temp(ref, 512), temp(ref, 2048)
