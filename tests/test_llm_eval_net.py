@@ -195,7 +195,8 @@ def test_config_procedure_evaluates_the_networks_on_pair_batches(setup):
   state = proc.init(jax.random.key(0), {"tokens": np.zeros((2, ev.LENGTH), np.int32), "label": np.zeros(2, np.int32)})
   state = state.replace(params=variables["params"]["judge"])
   label = np.arange(BATCH) % 2
-  m = jax.jit(proc.evaluate)(state, {"name": name, "doc_a": doc_a, "doc_b": doc_b, "label": label})
+  m = jax.jit(proc.evaluate)(state, {"name": name, "doc_a": doc_a, "doc_b": doc_b,
+                                     "label": np.where(label == 1, ev.A, ev.B)})
   want = ev.WideDeepEvaluator(judge, width=3, depth=2, read_verdicts=False).apply(variables, name, doc_a, doc_b)
   np.testing.assert_allclose(m["3x2-noread/p"], want, atol=1e-5)
   np.testing.assert_array_equal(m["3x2-noread/correct"], (np.asarray(want) > 0.5) == (label == 1))

@@ -32,8 +32,8 @@ Word ids: name parts ``WORD0 .. WORD0 + num_words - 1``, fillers the next ``num_
 ``doc_b [n, R, 4]`` word ids, ``label [n]`` int32 (1: ``doc_a`` is the function's own, 0: ``doc_b`` is),
 ``evidence [n, R]``. The registered dataset ``docstring_judge``: ``train`` = fine-tuning queries
 ``{tokens [n, 20], label [n]}`` (``label`` = the answer token id, :data:`A` or :data:`B`), ``test`` = held-out
-balanced pairs ``{name, doc_a, doc_b, label}`` as :func:`pair_views` (what the evaluator networks judge; the
-procedure ``llm_eval.JudgeThenNetworks`` evaluates them).
+balanced pairs with one hint-free query each; both splits also hold each row's pair views ``name``, ``doc_a``,
+``doc_b`` (what the evaluator networks judge; the procedure ``llm_eval.JudgeThenNetworks`` evaluates them).
 
 Deviation from PAPERS.md ("which of two stdlib docstrings is its own"): the docstrings are planted word ids, not
 the standard library's (an earlier version on real stdlib docstrings, hashed words, gave a judge at chance).
@@ -91,10 +91,12 @@ def pair_views(n: int, rng: np.random.Generator, *, num_words: int = 4, num_fill
           "doc_b": (WORD0 + second).astype(np.int32), "label": label, "evidence": evidence.astype(np.int32)}
 
 
-def training_queries(n: int, rng: np.random.Generator, *, hint_fraction: float = 0.5, **views):
+def training_queries(n: int, rng: np.random.Generator, *, hint_fraction: float = 0.5, with_pairs: bool = False,
+                     **views):
   """Judge fine-tuning rows ``{tokens [n, LENGTH], label [n]}`` (label: :data:`A` or :data:`B`): a random role of
   a planted pair (``views``: :func:`pair_views` keywords) and, for ``hint_fraction`` of the rows, the verdicts of
-  roles ``0 .. k-1`` (k in 1..6) as hints."""
+  roles ``0 .. k-1`` (k in 1..6) as hints. ``with_pairs``: also the pair's views ``name [n, R, 1]``,
+  ``doc_a/doc_b [n, R, DOC_LEN]`` (the label is then also the pair's: :data:`A` where ``doc_a`` is the own)."""
   p = pair_views(n, rng, **views)
   role = rng.integers(ev.MAX_ROLES, size=n)
   rows = np.arange(n)
@@ -103,7 +105,10 @@ def training_queries(n: int, rng: np.random.Generator, *, hint_fraction: float =
   verdict = np.where(p["evidence"] > 0, A, np.where(p["evidence"] < 0, B, coin))
   hints = np.where(np.arange(MAX_HINTS)[None] < k[:, None], verdict, PAD).astype(np.int32)
   tokens = judge_tokens(role, p["name"][rows, role], p["doc_a"][rows, role], p["doc_b"][rows, role], hints)
-  return {"tokens": tokens, "label": np.where(p["label"] == 1, A, B).astype(np.int32)}
+  out = {"tokens": tokens, "label": np.where(p["label"] == 1, A, B).astype(np.int32)}
+  if with_pairs:
+    out.update(name=p["name"], doc_a=p["doc_a"], doc_b=p["doc_b"])
+  return out
 
 
 @data.register("docstring_judge", version="2.1.0")
@@ -111,11 +116,11 @@ def docstring_judge(num_words: int = 4, num_fillers: int = 4, reliability: float
                     first_bias: float = 0.6, train_size: int = 25600, test_size: int = 500,
                     seed: int = 0) -> data.Generated:
   """Judge fine-tuning queries (``train``: own docstring first with probability ``first_bias``, half with hints)
-  and held-out balanced pair views (``test``, :func:`pair_views` keys; ``label`` 1 where ``doc_a`` is the own)."""
+  and held-out balanced pairs (``test``: one hint-free query each), both with the pairs' views
+  (``training_queries(with_pairs=True)`` keys; ``label`` = the answer token, :data:`A` where ``doc_a`` is the own)."""
   rng = np.random.default_rng(seed)
   views = dict(num_words=num_words, num_fillers=num_fillers, reliability=reliability, ambiguity=ambiguity)
-  test = pair_views(test_size, rng, first_bias=0.5, **views)
-  test.pop("evidence")
+  test = training_queries(test_size, rng, hint_fraction=0.0, first_bias=0.5, with_pairs=True, **views)
+  train = training_queries(train_size, rng, first_bias=first_bias, with_pairs=True, **views)
   vocab = vocab_size(num_words, num_fillers)
-  return data.Generated({"train": training_queries(train_size, rng, first_bias=first_bias, **views), "test": test},
-                        metadata={"vocab_size": vocab, "num_classes": vocab})
+  return data.Generated({"train": train, "test": test}, metadata={"vocab_size": vocab, "num_classes": vocab})

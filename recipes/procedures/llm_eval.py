@@ -18,7 +18,7 @@ Settings name a ``WideDeepEvaluator``: ``(width, depth, swap_orders, read_verdic
   ``sklearn.metrics.cohen_kappa_score``.
 * :class:`JudgeThenNetworks`: the config procedure (``recipes/configs/widedeep_eval_docstrings.py``): ``Backprop``
   fine-tuning of the judge on ``{tokens, label}`` batches; its ``evaluate`` on held-out pair batches ``{name,
-  doc_a, doc_b, label}`` runs every network of ``settings`` over the (frozen) current judge and returns per-pair
+  doc_a, doc_b, label = A/B}`` runs every network of ``settings`` over the (frozen) current judge and returns per-pair
   ``<setting>/correct``, ``<setting>/says_a`` and ``label_a``, whose means over the split give Cohen's kappa
   exactly (:func:`kappas_from_means`: kappa of two binary raters depends only on the agreement rate and the two
   marginals).
@@ -144,14 +144,16 @@ class JudgeThenNetworks(backprop.Backprop):
       parse_setting(s)
 
   def evaluate(self, state, batch):
-    """``{tokens, label}`` batch: the judge's task metrics. ``{name [b, R, 1], doc_a/doc_b [b, R, 4], label [b]}``
-    pair batch (1: ``doc_a`` is the own docstring): per pair ``<setting>/correct``, ``<setting>/says_a``,
-    ``label_a`` (float 0/1) and ``<setting>/p`` (the network's probability)."""
-    if "tokens" in batch:
-      return super().evaluate(state, batch)
+    """The judge's task metrics on ``{tokens [b, L], label [b]}`` (``loss``, ``accuracy`` of the answer token) and,
+    when the batch holds the pairs' views ``name [b, R, 1]``, ``doc_a/doc_b [b, R, 4]`` (``label`` = :data:`A`
+    where ``doc_a`` is the own docstring), per pair ``<setting>/correct``, ``<setting>/says_a``, ``label_a``
+    (float 0/1) and ``<setting>/p`` (the network's probability)."""
+    out = super().evaluate(state, batch) if "tokens" in batch else {}
+    if "name" not in batch:
+      return out
     variables = {"params": {"judge": self.variables(state)["params"]}}
-    label = batch["label"].astype(jnp.int32)
-    out = {"label_a": (label == 1).astype(jnp.float32)}
+    label = (batch["label"] == ev.A).astype(jnp.int32)
+    out["label_a"] = label.astype(jnp.float32)
     for text in self.settings.split(","):
       p = _network(self.model, parse_setting(text)).apply(variables, batch["name"], batch["doc_a"], batch["doc_b"])
       says_a = p > 0.5
