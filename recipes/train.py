@@ -179,6 +179,11 @@ class Trainer:
     """This process's rows of a batch -> global sharded arrays."""
     return sharding.global_batch(local_batch, self.batch_sharding, global_batch_size)
 
+  def feed(self, local_batch: Mapping[str, np.ndarray], global_batch_size: int):
+    """This process's rows of a batch as :meth:`step` takes them most cheaply (``sharding.jit_batch``: the host
+    arrays in a one-process run, which the jitted step copies onto the mesh itself; else :meth:`put`'s)."""
+    return sharding.jit_batch(local_batch, self.batch_sharding, global_batch_size)
+
   def init(self, seed: int, batch):
     with self._context():
       return self._init(jax.random.key(seed), batch)
@@ -332,7 +337,7 @@ def run_loop(trainer: Trainer, state, *, batches: data_lib.Batches, batch_size: 
       writer.write(step, record)
 
   for step in range(start, steps):
-    state, metrics = trainer.step(state, trainer.put(batches(step), batch_size))
+    state, metrics = trainer.step(state, trainer.feed(batches(step), batch_size))
     pending.append(metrics)
     done = step + 1
     unchecked.append((done, metrics))

@@ -77,6 +77,25 @@ def test_sharded_fsdp_run_matches_single_device(digits, single_device_mesh):
   assert set(sharded.metrics) == {"accuracy", "loss"}
 
 
+def test_host_batches_feed_the_step_as_global_arrays_do():
+  # One process: the loop hands the jitted step host arrays (the cheap path, issue 13); the step must compute what it
+  # computes from global sharded arrays, on the 8-device mesh, with 64-bit host arrays narrowed as put() narrows them.
+  rng = np.random.default_rng(0)
+  batch = {"x": rng.normal(size=(16, 12)), "label": rng.integers(0, 5, 16)}  # float64, int64
+  model = core.MLP(features=(8, 5))
+  proc = train.builders.resolve_procedure("backprop")(model=model, task=tasks.Classification(input_key="x"),
+                                                         optimizer=optax.adam(1e-2))
+  trainer = train.Trainer(proc, sharding.make_mesh(), batch)
+  fed = trainer.feed(batch, 16)
+  assert {k: v.dtype for k, v in fed.items()} == {"x": np.float32, "label": np.int32}
+  state_a, metrics_a = trainer.step(trainer.init(0, trainer.put(batch, 16)), fed)
+  state_b, metrics_b = trainer.step(trainer.init(0, trainer.put(batch, 16)), trainer.put(batch, 16))
+  assert state_a.params["dense_0"]["kernel"].sharding == state_b.params["dense_0"]["kernel"].sharding
+  jax.tree.map(np.testing.assert_array_equal, (state_a.params, metrics_a), (state_b.params, metrics_b))
+  with pytest.raises(ValueError, match="'x' has shape \\(15, 12\\); expected \\[16"):
+    trainer.feed({"x": batch["x"][:15], "label": batch["label"][:15]}, 16)
+
+
 def test_undivisible_dimensions_are_replicated():
   mesh = sharding.make_mesh({"data": 1, "fsdp": 8})
   model = core.MLP(features=(16, 10))
