@@ -21,6 +21,17 @@ Adding a generated dataset: put a module in ``recipes/datasets/`` (it is discove
       return data.Generated({"train": {"x": ..., "y": ...}, "test": {...}}, metadata={"num_classes": 3})
 
 Bump ``version`` whenever the generated values change, so stale caches are not reused.
+
+Why not grain (yet). grain's ``MapDataset`` / ``IndexSampler`` / ``ShardByJaxProcess`` over ``tfds.data_source`` is
+the standard JAX input pipeline, and it would keep both properties above. What this layer does today is small: a
+seeded permutation per epoch, a gather of in-memory (or array_record) rows, and this process's slice of them
+(:class:`Batches`, about 40 lines); grain's strengths, worker processes and in-order prefetch for decoding and
+augmenting large real datasets, have no user here yet (every default dataset fits in memory, and the loop already
+overlaps the host gather with the device step). Switching the sampler would change the batch order of every run,
+so every effect test's calibration and every config's measured result would have to be redone. The trigger to adopt
+it: the first real-data recipe whose per-example decoding or augmentation costs more than its train step; then
+``_TFDSSource`` reads through a grain ``MapDataset`` (``.map`` for the preprocessing, read threads for prefetch)
+behind :class:`Batches`' own permutation, so batches stay a pure function of ``(seed, step)``.
 """
 
 from __future__ import annotations
