@@ -19,6 +19,11 @@ from zoo.recipes.procedures import llm_eval
 VOCAB, R, BATCH = 40, 6, 8
 
 
+def _run(module, variables, *args, **kwargs):
+  """``module.apply`` under jit (an eager first call of the judge costs seconds of op-by-op compiles)."""
+  return jax.jit(lambda *a: module.apply(variables, *a, **kwargs))(*args)
+
+
 @pytest.fixture(scope="module")
 def setup():
   rng = np.random.default_rng(0)
@@ -51,8 +56,8 @@ def test_both_orders_make_the_neuron_exactly_antisymmetric(setup):
   assert p_ab.shape == (BATCH,)
   np.testing.assert_allclose(p_ab + p_ba, 1.0, atol=1e-5)
   one = ev.EvaluatorNeuron(judge, role=1, swap_orders=False)
-  q_ab, q_ba = one.apply(variables, name[:, 1], doc_a[:, 1], doc_b[:, 1]), one.apply(variables, name[:, 1],
-                                                                                       doc_b[:, 1], doc_a[:, 1])
+  q_ab, q_ba = _run(one, variables, name[:, 1], doc_a[:, 1], doc_b[:, 1]), _run(one, variables, name[:, 1],
+                                                                                 doc_b[:, 1], doc_a[:, 1])
   assert np.abs(np.asarray(q_ab + q_ba) - 1.0).max() > 1e-4  # one order alone has a position bias
   np.testing.assert_allclose(p_ab, 0.5 * (q_ab + 1 - q_ba), atol=1e-5)
 
@@ -60,24 +65,30 @@ def test_both_orders_make_the_neuron_exactly_antisymmetric(setup):
 def test_network_layers_roles_hints_and_aggregation(setup):
   judge, variables, name, doc_a, doc_b = setup
   deep = ev.WideDeepEvaluator(judge, width=3, depth=2)
-  p, per_layer = jax.jit(lambda *a: deep.apply(variables, *a, return_layers=True))(name, doc_a, doc_b)
+  p, per_layer = _run(deep, variables, name, doc_a, doc_b, return_layers=True)
   assert p.shape == (BATCH,) and per_layer.shape == (2, BATCH, 3)
   np.testing.assert_allclose(p, per_layer[1].mean(1), atol=1e-6)
+  hints = np.where(np.asarray(per_layer[0]) > 0.5, ev.A, ev.B).astype(np.int32)
+
+  @jax.jit
+  def others(name, doc_a, doc_b, hints):  # one compile for every other network and neuron
+    neurons = [ev.EvaluatorNeuron(judge, role=i).apply(variables, name[:, i], doc_a[:, i], doc_b[:, i])
+               for i in range(3)]
+    reading = ev.EvaluatorNeuron(judge, role=2).apply(variables, name[:, 2], doc_a[:, 2], doc_b[:, 2], hints)
+    shallow = ev.WideDeepEvaluator(judge, width=3, depth=1).apply(variables, name, doc_a, doc_b)
+    vote = ev.WideDeepEvaluator(judge, width=3, depth=2, aggregate="vote").apply(variables, name, doc_a, doc_b)
+    deaf = ev.WideDeepEvaluator(judge, width=3, depth=2, read_verdicts=False)
+    return neurons, reading, shallow, vote, deaf.apply(variables, name, doc_a, doc_b, return_layers=True)[1]
+
+  neurons, reading, shallow, vote, deaf_layers = others(name, doc_a, doc_b, hints)
   # layer 1, neuron i = the neuron of role i on view i
   for i in range(3):
-    want = ev.EvaluatorNeuron(judge, role=i).apply(variables, name[:, i], doc_a[:, i], doc_b[:, i])
-    np.testing.assert_allclose(per_layer[0][:, i], want, atol=1e-5)
+    np.testing.assert_allclose(per_layer[0][:, i], neurons[i], atol=1e-5)
   # layer 2 = the same neurons reading layer 1's verdict tokens as hints
-  hints = np.where(np.asarray(per_layer[0]) > 0.5, ev.A, ev.B).astype(np.int32)
-  want = ev.EvaluatorNeuron(judge, role=2).apply(variables, name[:, 2], doc_a[:, 2], doc_b[:, 2], hints)
-  np.testing.assert_allclose(per_layer[1][:, 2], want, atol=1e-5)
-  shallow = ev.WideDeepEvaluator(judge, width=3, depth=1).apply(variables, name, doc_a, doc_b)
+  np.testing.assert_allclose(per_layer[1][:, 2], reading, atol=1e-5)
   np.testing.assert_allclose(shallow, per_layer[0].mean(1), atol=1e-5)
-  vote = ev.WideDeepEvaluator(judge, width=3, depth=2, aggregate="vote").apply(variables, name, doc_a, doc_b)
   np.testing.assert_allclose(vote, (np.asarray(per_layer[1]) > 0.5).mean(1), atol=1e-6)
   # the ablation: layer 2 without layer 1's verdicts repeats layer 1
-  deaf = ev.WideDeepEvaluator(judge, width=3, depth=2, read_verdicts=False)
-  _, deaf_layers = deaf.apply(variables, name, doc_a, doc_b, return_layers=True)
   np.testing.assert_allclose(deaf_layers[1], per_layer[0], atol=1e-6)
   assert np.abs(np.asarray(per_layer[1] - per_layer[0])).max() > 1e-4  # reading the verdicts changes layer 2
 
@@ -134,10 +145,10 @@ def test_bad_input(setup):
 
 def test_network_vmaps_over_a_leading_axis(setup):
   judge, variables, name, doc_a, doc_b = setup
-  net = ev.WideDeepEvaluator(judge, width=3, depth=2)
+  net = ev.WideDeepEvaluator(judge, width=2, depth=2)
   split = lambda x: x.reshape(2, BATCH // 2, *x.shape[1:])
-  out = jax.vmap(lambda *a: net.apply(variables, *a))(split(name), split(doc_a), split(doc_b))
-  np.testing.assert_allclose(out.reshape(BATCH), net.apply(variables, name, doc_a, doc_b), atol=1e-5)
+  out = jax.jit(jax.vmap(lambda *a: net.apply(variables, *a)))(split(name), split(doc_a), split(doc_b))
+  np.testing.assert_allclose(out.reshape(BATCH), _run(net, variables, name, doc_a, doc_b), atol=1e-5)
 
 
 def test_planted_pairs_spread_the_evidence_over_independent_role_views():
@@ -192,12 +203,18 @@ def test_config_procedure_evaluates_the_networks_on_pair_batches(setup):
   judge, variables, name, doc_a, doc_b = setup
   proc = llm_eval.JudgeThenNetworks(model=judge, task=llm_eval.judge_task(), optimizer=optax.adam(1e-3),
                                     settings="1x1,3x2-noread")
-  state = proc.init(jax.random.key(0), {"tokens": np.zeros((2, ev.LENGTH), np.int32), "label": np.zeros(2, np.int32)})
-  state = state.replace(params=variables["params"]["judge"])
+  state = jax.eval_shape(proc.init, jax.random.key(0), {"tokens": np.zeros((2, ev.LENGTH), np.int32),
+                                                        "label": np.zeros(2, np.int32)})
   label = np.arange(BATCH) % 2
-  m = jax.jit(proc.evaluate)(state, {"name": name, "doc_a": doc_a, "doc_b": doc_b,
-                                     "label": np.where(label == 1, ev.A, ev.B)})
-  want = ev.WideDeepEvaluator(judge, width=3, depth=2, read_verdicts=False).apply(variables, name, doc_a, doc_b)
+  net = ev.WideDeepEvaluator(judge, width=3, depth=2, read_verdicts=False)
+
+  @jax.jit
+  def run(params, batch):  # evaluate reads only the state's params
+    return proc.evaluate(state.replace(params=params), batch), net.apply(variables, batch["name"], batch["doc_a"],
+                                                                          batch["doc_b"])
+
+  m, want = run(variables["params"]["judge"], {"name": name, "doc_a": doc_a, "doc_b": doc_b,
+                                               "label": np.where(label == 1, ev.A, ev.B)})
   np.testing.assert_allclose(m["3x2-noread/p"], want, atol=1e-5)
   np.testing.assert_array_equal(m["3x2-noread/correct"], (np.asarray(want) > 0.5) == (label == 1))
   np.testing.assert_array_equal(m["label_a"], label)
