@@ -129,6 +129,8 @@ def test_bad_input(setup):
     ev.WideDeepEvaluator(judge).apply(variables, -name, doc_a, doc_b)
   traced = jax.jit(ev.WideDeepEvaluator(judge, width=2, depth=1).apply)(variables, name, doc_a, bad)
   assert np.isnan(traced[0]) and np.isfinite(traced[1:]).all()
+  voted = jax.jit(ev.WideDeepEvaluator(judge, width=2, depth=2, aggregate="vote").apply)(variables, name, doc_a, bad)
+  assert np.isnan(voted[0]) and np.isfinite(voted[1:]).all()
   # an empty batch, a wrong dtype, bad hints
   with pytest.raises(ValueError, match="batch"):
     ev.WideDeepEvaluator(judge).apply(variables, name[:0], doc_a[:0], doc_b[:0])

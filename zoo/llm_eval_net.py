@@ -220,5 +220,8 @@ class WideDeepEvaluator(nn.Module):
       verdicts = jnp.where(p > 0.5, A, B).astype(jnp.int32)  # [b, w]: what the next layer reads
       hints = jnp.tile(verdicts, (w, 1)) if self.read_verdicts else None
     last = outs[-1]
-    out = jnp.mean(last, 1) if self.aggregate == "mean" else jnp.mean((last > 0.5).astype(jnp.float32), 1)
+    if self.aggregate == "mean":
+      out = jnp.mean(last, 1)
+    else:  # a NaN neuron (a traced out-of-range id) must not pass as a B vote
+      out = jnp.where(jnp.isnan(last).any(1), jnp.nan, jnp.mean((last > 0.5).astype(last.dtype), 1))
     return (out, jnp.stack(outs)) if return_layers else out
