@@ -46,9 +46,10 @@ layer 1 exactly.
 **Not reproduced**: the paper's depth gain for the network's output. kappa(6x2) < kappa(6x1) = kappa(6x2-noread)
 on all three offsets (by 0.08-0.17), and voting does not change that (6x2-vote vs 6x1-vote: +0.01, 0.00, -0.06).
 Each layer-2 neuron agrees far more than a layer-1 neuron, but all of them read the same six *binary* verdicts, so
-they end up near layer 1's vote (6x2 - 6x1-vote: +0.015, +0.011, +0.026); the mean of layer 1's probabilities keeps the judges' confidences, and on these
-planted, independent views it is already close to the Bayes-optimal combination (kappa 0.78 for six perfect
-readers), so a second round has nothing left to add. Nothing here asserts the depth gain.
+they end up near layer 1's vote (6x2 - 6x1-vote: +0.015, +0.011, +0.026); the mean of layer 1's probabilities
+keeps the judges' confidences, and on these planted, independent views it is already close to the Bayes-optimal
+combination (kappa 0.78 for six perfect readers), so a second round has nothing left to add. Nothing here asserts
+the depth gain.
 """
 
 import numpy as np
