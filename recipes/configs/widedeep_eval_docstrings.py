@@ -30,8 +30,8 @@ so wider is better (1 -> 3 -> 6) and the 6x2 network beats the single neuron by 
 pairs), -0.013 for the averaged width-6 network against 6x1 / 6x2-noread (the paper's depth gain does not
 reproduce; ``tests/papers/test_widedeep_eval.py``, 200 steps on offsets 0-2, has the seed spread).
 
-Run time: 43 s wall, 22 s user CPU (``/usr/bin/time``) on one CPU device of a shared 2-core machine (load ~9);
-the two-step smoke run 17 s user CPU.
+Run time: 29-43 s wall, 18-22 s user CPU (``/usr/bin/time``, two runs, same numbers) on one CPU device of a
+2-core machine shared with other jobs; the two-step smoke run 17 s user CPU.
 """
 
 import ml_collections
