@@ -19,14 +19,16 @@ Datasets (``zoo.recipes.data.load(name, **kwargs)``):
 * ``karate_club``: Zachary's karate club (34 members, 78 friendships; networkx), labelled by the club each member
   joined after the split (Mr. Hi = 0, Officer = 1). Features are one-hot node ids, as in Kipf & Welling's karate
   demo, so a graph-free model cannot generalise to unlabelled nodes.
-* ``sbm``: planted-partition stochastic block models: ``num_blocks`` communities of ``block_size`` nodes, an edge
+* ``sbm``: planted-partition stochastic block models (``networkx.stochastic_block_model``, seeded from the dataset
+  seed): ``num_blocks`` communities of ``block_size`` nodes (node ``i`` in community ``i // block_size``), an edge
   inside a community with probability ``p_in`` and across with ``p_out``; features are the community's mean
   (a random Gaussian vector of norm ``signal``) plus unit Gaussian noise per dimension, so features alone are
   informative but noisy and neighbourhood averaging helps. ``num_graphs`` independent graphs with the same
   community means (a batch of graphs shards over the data-parallel mesh).
 
-Labelled/validation nodes are a stratified random ``train_fraction``/``val_fraction`` of every class (at least one
-node per class each); the rest are test nodes.
+Labelled/validation nodes are sklearn's stratified ``train_test_split`` (twice: training vs the rest, then validation
+vs test), ``round(train_fraction * nodes)`` / ``round(val_fraction * nodes)`` nodes in the classes' proportions, with at
+least one node per class in each and at least one test node per class (else a ValueError); the rest are test nodes.
 
 Link prediction (``sbm_links``): the same planted-partition graphs, with a random ``val_fraction``/``test_fraction``
 of the undirected edges held out (the split of PyG's ``RandomLinkSplit`` that ForwardGNN's reference code uses,
@@ -53,21 +55,45 @@ __all__ = ["karate_club", "planted_partition", "sbm", "sbm_links"]
 
 
 def _stratified_masks(labels: np.ndarray, train_fraction: float, val_fraction: float, rng: np.random.Generator):
+  """``(train, val, test)`` boolean masks ``[n]``: sklearn's stratified ``train_test_split``, twice.
+
+  ``round(train_fraction * n)`` training nodes (at least one per class), then ``round(val_fraction * n)`` validation
+  nodes of the rest (at least one per class if ``val_fraction > 0``); every class keeps at least one test node. The
+  splits' ``random_state`` are drawn from ``rng``, so the masks are deterministic by the dataset seed.
+  """
+  from sklearn import model_selection  # pylint: disable=g-import-not-at-top
   if not 0 < train_fraction < 1 or not 0 <= val_fraction < 1 or train_fraction + val_fraction >= 1:
     raise ValueError(f"need 0 < train_fraction, 0 <= val_fraction and train_fraction + val_fraction < 1; got "
                      f"{train_fraction}, {val_fraction}.")
-  train = np.zeros(labels.shape, bool)
-  val = np.zeros(labels.shape, bool)
-  for c in np.unique(labels):
-    idx = rng.permutation(np.flatnonzero(labels == c))
-    n_train = max(1, int(round(train_fraction * len(idx))))
-    n_val = max(1, int(round(val_fraction * len(idx)))) if val_fraction > 0 else 0
-    if n_train + n_val >= len(idx):
-      raise ValueError(f"class {c} has {len(idx)} nodes: too few for {n_train} training and {n_val} validation "
-                       "nodes and at least one test node.")
-    train[idx[:n_train]] = True
-    val[idx[n_train:n_train + n_val]] = True
-  return train, val, ~(train | val)
+  classes, counts = np.unique(labels, return_counts=True)
+  n, num_classes = len(labels), len(classes)
+  # At least one node of every class per split: a split of fewer nodes than classes cannot be stratified.
+  n_train = max(num_classes, int(round(train_fraction * n)))
+  n_val = max(num_classes, int(round(val_fraction * n))) if val_fraction > 0 else 0
+  needed = 2 + (val_fraction > 0)
+  if counts.min() < needed or n_train + n_val + num_classes > n:
+    c = classes[np.argmin(counts)]
+    raise ValueError(f"class {c} has {counts.min()} of {n} nodes ({num_classes} classes): too few for {n_train} "
+                     f"training and {n_val} validation nodes with at least one node of every class in each split "
+                     f"and at least one test node per class.")
+  index = np.arange(n)
+  train_idx, rest = model_selection.train_test_split(index, train_size=n_train, stratify=labels,
+                                                     random_state=int(rng.integers(2**32)))
+  val_idx = rest[:0]
+  if n_val:
+    val_idx, _ = model_selection.train_test_split(rest, train_size=n_val, stratify=labels[rest],
+                                                  random_state=int(rng.integers(2**32)))
+  train = np.isin(index, train_idx)
+  val = np.isin(index, val_idx)
+  test = ~(train | val)
+  # sklearn stratifies proportionally; a class much smaller than the others can still get no node of a split.
+  for name, mask, required in (("training", train, True), ("validation", val, n_val > 0), ("test", test, True)):
+    missing = np.setdiff1d(classes, labels[mask])
+    if required and len(missing):
+      raise ValueError(f"class {missing[0]} has {counts[classes == missing[0]][0]} of {n} nodes: too few for a "
+                       f"stratified split with train_fraction {train_fraction} and val_fraction {val_fraction} to "
+                       f"give it a {name} node.")
+  return train, val, test
 
 
 def _splits(graphs: list[dict[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
@@ -93,7 +119,7 @@ def _both_directions(undirected: np.ndarray) -> np.ndarray:
   return np.concatenate([undirected, undirected[:, ::-1]], 0).astype(np.int32)
 
 
-@data.register("karate_club", version="1.0.0")
+@data.register("karate_club", version="2.0.0")
 def karate_club(seed: int = 0, train_fraction: float = 0.25, val_fraction: float = 0.1) -> data.Generated:
   """Zachary's karate club (networkx): 34 nodes, 156 directed edges, one-hot id features, 2 clubs."""
   import networkx as nx  # pylint: disable=g-import-not-at-top
@@ -113,15 +139,16 @@ def planted_partition(rng: np.random.Generator, *, num_blocks: int, block_size: 
                       num_features: int, signal: float, means: np.ndarray | None = None):
   """One SBM graph: ``(nodes [n, f], undirected edges [m, 2], labels [n], class means [blocks, f])``.
 
-  ``means`` (drawn here if None) are the communities' feature means; the graphs of one dataset share them, so a
-  class means the same thing in every graph.
+  The edges are ``networkx.stochastic_block_model`` (seeded from ``rng``) as sorted pairs ``u < v``; node ``i`` is in
+  block ``i // block_size`` (networkx numbers the blocks' nodes in order). ``means`` (drawn here if None) are the
+  communities' feature means; the graphs of one dataset share them, so a class means the same thing in every graph.
   """
+  import networkx as nx  # pylint: disable=g-import-not-at-top
   n = num_blocks * block_size
   labels = np.repeat(np.arange(num_blocks), block_size).astype(np.int32)
-  same = labels[:, None] == labels[None, :]
-  prob = np.where(same, p_in, p_out)
-  upper = np.triu(rng.random((n, n)) < prob, k=1)
-  undirected = np.argwhere(upper).astype(np.int32)
+  prob = np.where(np.eye(num_blocks, dtype=bool), p_in, p_out).tolist()
+  g = nx.stochastic_block_model([block_size] * num_blocks, prob, seed=int(rng.integers(2**32)))
+  undirected = np.array(sorted((min(u, v), max(u, v)) for u, v in g.edges()), np.int32).reshape(-1, 2)
   if means is None:
     means = rng.normal(size=(num_blocks, num_features))
     means *= signal / np.linalg.norm(means, axis=1, keepdims=True)
@@ -129,7 +156,7 @@ def planted_partition(rng: np.random.Generator, *, num_blocks: int, block_size: 
   return nodes.astype(np.float32), undirected, labels, means
 
 
-@data.register("sbm", version="1.1.0")
+@data.register("sbm", version="2.0.0")
 def sbm(seed: int = 0, num_blocks: int = 4, block_size: int = 60, p_in: float = 0.08, p_out: float = 0.008,
         num_features: int = 16, signal: float = 1.5, train_fraction: float = 0.2, val_fraction: float = 0.1,
         num_graphs: int = 1) -> data.Generated:
@@ -166,7 +193,7 @@ def _negative_pairs(rng: np.random.Generator, num_nodes: int, taken: set[tuple[i
   return np.array(out, np.int32).reshape(count, 2)
 
 
-@data.register("sbm_links", version="1.0.0")
+@data.register("sbm_links", version="2.0.0")
 def sbm_links(seed: int = 0, num_blocks: int = 4, block_size: int = 60, p_in: float = 0.08, p_out: float = 0.008,
               num_features: int = 16, signal: float = 1.5, val_fraction: float = 0.16, test_fraction: float = 0.2,
               num_graphs: int = 1) -> data.Generated:
