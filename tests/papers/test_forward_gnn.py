@@ -145,26 +145,28 @@ def test_layer_two_loss_has_no_gradient_into_layer_one():
 
 
 def test_sbm_forward_learning_is_competitive_and_beats_frozen_layers(seed, single_device_mesh):
-  methods = ("backprop", "mlp", "sf", "sf_top2input", "sf_top2input_frozen")
+  methods = ("backprop", "mlp", "sf", "sf_frozen", "sf_top2input", "sf_top2input_frozen")
   acc = {m: _accuracy("sbm", seed, single_device_mesh, **METHODS[m]) for m in methods}
   print(f"sbm seed {seed}:", {k: round(v, 3) for k, v in acc.items()})
-  assert acc["backprop"] >= 0.88  # measured .940 .952 .923 (offsets 0, 1, 2)
-  # Competitive with backprop: SF within 0.1 on every graph (measured 0.023, 0.071, 0.066 behind; 0.036 on
-  # average over 5 graphs), the top-down SF within 0.05 (measured -0.023, -0.006, +0.023).
+  assert acc["backprop"] >= 0.88  # measured .976 .935 .935 (offsets 0, 1, 2)
+  # Competitive with backprop: SF within 0.1 on every graph (measured 0.053, 0.066, 0.054 behind).
   assert acc["sf"] >= acc["backprop"] - 0.1
-  assert acc["sf_top2input"] >= acc["backprop"] - 0.05
-  assert acc["sf"] >= acc["mlp"] + 0.15  # PAPERS.md; measured +0.39 +0.38 +0.31
-  # The mechanism: the same top-down model with its layers frozen at init (measured .429 .601 .631, 0.31-0.49
-  # below the forward-learned one).
-  assert acc["sf_top2input"] >= acc["sf_top2input_frozen"] + 0.15
+  assert acc["sf"] >= acc["mlp"] + 0.15  # PAPERS.md; measured +0.35 +0.27 +0.35
+  # The top-down variant is not competitive on every graph (measured -0.006, +0.005, -0.137), only far above the MLP
+  # (measured +0.39 +0.34 +0.26).
+  assert acc["sf_top2input"] >= acc["mlp"] + 0.15
+  # The mechanism: the same models with their layers frozen at init. SF: measured frozen .726 .762 .804, 0.20 0.11
+  # 0.08 below; top-down: frozen .470 .381 .738, 0.50 0.56 0.06 below.
+  assert acc["sf"] >= acc["sf_frozen"] + 0.04
+  assert acc["sf_top2input"] >= acc["sf_top2input_frozen"] + 0.03
 
 
 def test_sbm_link_prediction_forward_learning(seed, single_device_mesh):
   auc = {m: _auc(seed, single_device_mesh, **LINK_METHODS[m]) for m in ("backprop", "sf", "sf_frozen")}
   print(f"sbm_links seed {seed}:", {k: round(v, 3) for k, v in auc.items()})
-  assert auc["backprop"] >= 0.78  # measured .841 .828 .830
-  assert auc["sf"] >= auc["backprop"] - 0.04  # competitive; measured +0.012 +0.007 -0.008
-  # The mechanism: the same layers frozen at init (measured .664 .712 .725: 0.19 0.12 0.10 below).
+  assert auc["backprop"] >= 0.78  # measured .824 .861 .814
+  assert auc["sf"] >= auc["backprop"] - 0.04  # competitive; measured +0.000 +0.002 -0.011
+  # The mechanism: the same layers frozen at init (measured .635 .687 .721: 0.19 0.18 0.08 below).
   assert auc["sf"] >= auc["sf_frozen"] + 0.05
 
 
@@ -173,18 +175,18 @@ def test_karate_club_what_holds(single_device_mesh):
   acc = {m: _accuracy("karate_club", 0, single_device_mesh, **METHODS[m])
          for m in ("backprop", "mlp", "sf_unidirectional")}
   print("karate seed 0:", {k: round(v, 3) for k, v in acc.items()})
-  assert acc["backprop"] >= 0.85
-  # Forward learning beats the graph-free baseline (measured +0.14 with node->virtual-node edges) ...
+  assert acc["backprop"] >= 0.85  # measured .957
+  # Forward learning beats the graph-free baseline (measured .913 with node->virtual-node edges vs .652). On this
+  # split it trails backprop by one test node of 23 (0.043), too close to assert either way on one graph.
   assert acc["sf_unidirectional"] >= acc["mlp"] + 0.1
-  # ... but is not competitive with backprop here (measured 0.18 behind): the claim does not reproduce.
-  assert acc["backprop"] - acc["sf_unidirectional"] > 0.05
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["sbm", "karate_club"])
 def test_every_variant_over_five_graphs(name, single_device_mesh):
-  acc = {m: np.mean([_accuracy(name, seed, single_device_mesh, **kw) for seed in range(5)])
-         for m, kw in METHODS.items()}
+  per_seed = {m: [_accuracy(name, seed, single_device_mesh, **kw) for seed in range(5)] for m, kw in METHODS.items()}
+  print(name, {k: [round(float(x), 3) for x in v] for k, v in per_seed.items()})
+  acc = {m: np.mean(v) for m, v in per_seed.items()}
   print(name, {k: round(float(v), 3) for k, v in acc.items()})
   forward = [m for m in METHODS if m not in ("backprop", "mlp") and not m.endswith("_frozen")]
   for m in forward:
@@ -205,7 +207,9 @@ def test_every_variant_over_five_graphs(name, single_device_mesh):
 
 @pytest.mark.slow
 def test_link_prediction_variants_over_five_graphs(single_device_mesh):
-  auc = {m: np.mean([_auc(seed, single_device_mesh, **kw) for seed in range(5)]) for m, kw in LINK_METHODS.items()}
+  per_seed = {m: [_auc(seed, single_device_mesh, **kw) for seed in range(5)] for m, kw in LINK_METHODS.items()}
+  print("sbm_links", {k: [round(float(x), 3) for x in v] for k, v in per_seed.items()})
+  auc = {m: np.mean(v) for m, v in per_seed.items()}
   print("sbm_links", {k: round(float(v), 3) for k, v in auc.items()})
   assert auc["sf"] >= auc["backprop"] - 0.03
   assert auc["sf"] >= auc["sf_frozen"] + 0.08
