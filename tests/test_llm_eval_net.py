@@ -188,6 +188,8 @@ def test_agreement_is_accuracy_and_cohens_kappa():
     llm_eval.agreement(np.ones(6), np.ones(5))
   with pytest.raises(ValueError, match="tokens"):
     llm_eval.fine_tune_judge(ev.JudgeLM(30), {"tokens": np.zeros((4, 7), np.int32), "label": np.zeros(4, np.int32)})
+  with pytest.raises(ValueError, match="one seed per query set"):
+    llm_eval.fine_tune_best_judge(ev.JudgeLM(30), [{}, {}], [0], {})
   # the config procedure's kappa from mean metrics equals sklearn's on the same verdicts
   rng = np.random.default_rng(3)
   label, says = rng.integers(0, 2, 300), (rng.random(300) < 0.35).astype(int)

@@ -10,7 +10,8 @@ Settings name a ``WideDeepEvaluator``: ``(width, depth, swap_orders, read_verdic
 (``read_verdicts=False``) and ``-vote`` (``aggregate='vote'``), e.g. ``'6x2'``, ``'6x2-noread'``.
 
 * :func:`fine_tune_judge` ``(judge, {tokens [n, L], label [n]}) -> judge variables``: next-token cross-entropy
-  on the answer token through ``zoo.recipes.train.fit``.
+  on the answer token through ``zoo.recipes.train.fit``; :func:`fine_tune_best_judge`: the best of a few runs by
+  the loss on held-out judge queries.
 * :func:`network_probabilities` ``(judge, judge_variables, pairs, settings) -> {setting: (p [n], layers)}``: every
   setting in one jitted call; ``pairs`` as ``docstring_judge.pair_views`` (``name [n, R, 1]``,
   ``doc_a/doc_b [n, R, 4]``).
@@ -40,8 +41,8 @@ from zoo.recipes import tasks
 from zoo.recipes import train as train_lib
 from zoo.recipes.procedures import backprop
 
-__all__ = ["DEFAULT_SETTINGS", "JudgeThenNetworks", "Setting", "agreement", "fine_tune_judge", "judge_task",
-           "kappas_from_means", "network_probabilities", "parse_setting"]
+__all__ = ["DEFAULT_SETTINGS", "JudgeThenNetworks", "Setting", "agreement", "fine_tune_best_judge", "fine_tune_judge",
+           "judge_task", "kappas_from_means", "network_probabilities", "parse_setting"]
 
 Setting = tuple  # (width, depth, swap_orders, read_verdicts, aggregate)
 DEFAULT_SETTINGS = "1x1,3x1,6x1,1x2,3x2,6x2,6x2-noswap,6x2-noread,6x1-vote,6x2-vote"
@@ -71,17 +72,40 @@ def judge_task() -> tasks.Classification:
 
 
 def fine_tune_judge(judge: ev.JudgeLM, queries: Mapping[str, np.ndarray], *, steps: int = 300, batch_size: int = 128,
-                    learning_rate: float = 3e-3, seed: int = 0, mesh=None) -> dict[str, Any]:
+                    learning_rate: float = 3e-3, seed: int = 0, mesh=None,
+                    eval_queries: Mapping[str, np.ndarray] | None = None, return_metrics: bool = False):
   """Fine-tunes ``judge`` on ``queries`` ``{tokens [n, LENGTH] int, label [n] answer token}`` with Adam; returns
-  its variables (``{'params': ...}``, to be frozen)."""
-  if "tokens" not in queries or "label" not in queries:
-    raise KeyError(f"fine_tune_judge: `queries` needs keys 'tokens' and 'label'; got {sorted(queries)}.")
-  if queries["tokens"].ndim != 2 or queries["tokens"].shape[1] != ev.LENGTH:
-    raise ValueError(f"fine_tune_judge: `queries['tokens']` must be [n, {ev.LENGTH}]; got "
-                     f"{queries['tokens'].shape}.")
+  its variables (``{'params': ...}``, to be frozen), and with ``return_metrics`` also the judge's ``{loss,
+  accuracy}`` on ``eval_queries``."""
+  for arg, q in (("queries", queries), ("eval_queries", eval_queries)):
+    if q is None:
+      continue
+    if "tokens" not in q or "label" not in q:
+      raise KeyError(f"fine_tune_judge: `{arg}` needs keys 'tokens' and 'label'; got {sorted(q)}.")
+    if q["tokens"].ndim != 2 or q["tokens"].shape[1] != ev.LENGTH:
+      raise ValueError(f"fine_tune_judge: `{arg}['tokens']` must be [n, {ev.LENGTH}]; got {q['tokens'].shape}.")
   result = train_lib.fit(judge, dict(queries), task=judge_task(), steps=steps, batch_size=batch_size, seed=seed,
-                         mesh=mesh, optimizer={"name": "adam", "learning_rate": learning_rate})
-  return result.variables
+                         mesh=mesh, optimizer={"name": "adam", "learning_rate": learning_rate},
+                         eval_data=None if eval_queries is None else dict(eval_queries))
+  return (result.variables, result.metrics) if return_metrics else result.variables
+
+
+def fine_tune_best_judge(judge: ev.JudgeLM, query_sets: Sequence[Mapping[str, np.ndarray]], seeds: Sequence[int],
+                         eval_queries: Mapping[str, np.ndarray], **kwargs):
+  """One fine-tuning run per ``(query_sets[k], seeds[k])``; returns the variables of the run with the lowest loss
+  on the held-out judge queries ``eval_queries`` and ``{'chosen': k, 'eval_loss': [per run]}``.
+
+  Why: the small judge's fine-tuning escapes a loss plateau at a random step (learning to read its view and to read
+  the verdict hints are two separate escapes); model selection on held-out queries of the fine-tuning distribution
+  (never on the network's metrics) keeps a judge that learned both. ``kwargs``: :func:`fine_tune_judge`'s."""
+  if len(query_sets) != len(seeds) or not seeds:
+    raise ValueError(f"fine_tune_best_judge: one seed per query set, at least one; got {len(query_sets)} sets and "
+                     f"{len(seeds)} seeds.")
+  runs = [fine_tune_judge(judge, q, seed=s, eval_queries=eval_queries, return_metrics=True, **kwargs)
+          for q, s in zip(query_sets, seeds)]
+  losses = [float(m["loss"]) for _, m in runs]
+  k = int(np.argmin(losses))
+  return runs[k][0], {"chosen": k, "eval_loss": losses}
 
 
 def network_probabilities(judge: ev.JudgeLM, judge_variables, pairs: Mapping[str, np.ndarray],

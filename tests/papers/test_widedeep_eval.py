@@ -1,13 +1,16 @@
 """Effect test of "Wider and Deeper LLM Networks are Fairer LLM Evaluators" (Zhang et al., 2023, arXiv 2308.01862).
 
 Judge: ``llm_eval_net.JudgeLM`` (1-layer causal transformer, width 32, 2 heads, learned positions), fine-tuned
-from scratch 200 steps (batch 128, Adam 3e-3, ``procedures.llm_eval.fine_tune_judge`` through
-``zoo.recipes.train.fit``) on planted judge queries (``recipes/datasets/docstring_judge.py``: 4 name words, 4
-filler words, one name part and one 4-word slice of each docstring per role, informative slices 60 %, right 80 % of
-those, so one role view is right with probability <= 0.68; fine-tuning pairs put the own docstring first 60 % of the
-time: a planted position bias; half the queries carry 1-6 verdict hints). Then frozen and shared by every network;
-500 held-out balanced pairs. Metric: Cohen's kappa (``sklearn.metrics.cohen_kappa_score``) of the verdicts
-``p > 0.5`` against the labels. No network weight is trained.
+from scratch 200 steps (batch 128, Adam 3e-3, through ``zoo.recipes.train.fit``) on planted judge queries
+(``recipes/datasets/docstring_judge.py``: 4 name words, 4 filler words, one name part and one 4-word slice of each
+docstring per role, informative slices 60 %, right 80 % of those, so one role view is right with probability
+<= 0.68; fine-tuning pairs put the own docstring first 60 % of the time: a planted position bias; half the queries
+carry 1-6 verdict hints). Two fine-tuning runs (data and init seeds ``offset`` and ``offset + 100``); the one with
+the lower loss on 2000 held-out fine-tuning-style queries is kept (``llm_eval.fine_tune_best_judge``: the judge's
+fine-tuning escapes a loss plateau at a random step, and on some seeds one run never learns to read the hints or
+its view; the choice never looks at the network metrics). Then frozen and shared by every network; 500 held-out
+balanced pairs. Metric: Cohen's kappa (``sklearn.metrics.cohen_kappa_score``) of the verdicts ``p > 0.5`` against
+the labels. No network weight is trained.
 
 Networks (``WideDeepEvaluator``, ``aggregate='mean'`` unless ``vote``), named ``<width>x<depth>``:
 
@@ -18,38 +21,41 @@ Networks (``WideDeepEvaluator``, ``aggregate='mean'`` unless ``vote``), named ``
 * ablation ``6x2-noread`` (``read_verdicts=False``: layer 2 judges again without layer 1's verdicts);
 * ``6x1-vote`` / ``6x2-vote``: voting instead of averaging.
 
-Measured (ZOO_TEST_SEED 0 / 1 / 2; fine-tuning data and training seed = offset, test pairs seed 1000 + offset;
-"neuron" = the mean kappa of the six single neurons of layer 1 / layer 2 of ``6x2``)::
+Measured (ZOO_TEST_SEED 0 / 1 / 2, and 3 / 4 as a check; held-out pairs seed 1000 + offset; "neuron" = the mean
+kappa of the six single neurons of layer 1 / layer 2 of ``6x2``; "kept" = the fine-tuning run kept, its held-out
+loss against the other's)::
 
-  setting       seed 0  seed 1  seed 2
-  1x1            0.304   0.372   0.366
-  3x1            0.512   0.596   0.575
-  6x1            0.632   0.815   0.767
-  1x2            0.304   0.372   0.366
-  3x2            0.460   0.535   0.591
-  6x2 (method)   0.556   0.643   0.643
-  6x2-noswap     0.000   0.000   0.501   (0: one order always answers A)
-  6x2-noread     0.632   0.815   0.767   (= 6x1: layer 2 repeats layer 1)
-  6x1-vote       0.541   0.632   0.617
-  6x2-vote       0.552   0.632   0.558
-  neuron L1/L2   0.311/0.542  0.367/0.631  0.345/0.490
+  setting       seed 0  seed 1  seed 2  | seed 3  seed 4
+  kept run      1 (.580 vs .612)  1 (.555/.572)  0 (.575/.594) | 1 (.595/.676)  1 (.551/.580)
+  1x1            0.256   0.422   0.366  |  0.264   0.332
+  3x1            0.403   0.612   0.575  |  0.424   0.556
+  6x1            0.540   0.791   0.767  |  0.528   0.744
+  1x2            0.256   0.422   0.366  |  0.264   0.332
+  3x2            0.372   0.583   0.591  |  0.376   0.508
+  6x2 (method)   0.420   0.779   0.643  |  0.460   0.656
+  6x2-noswap     0.000   0.357   0.501  |  0.047   0.488   (0: one order always answers A)
+  6x2-noread     0.540   0.791   0.767  |  0.528   0.744   (= 6x1: layer 2 repeats layer 1)
+  6x1-vote       0.472   0.613   0.617  |  0.422   0.599
+  6x2-vote       0.424   0.586   0.558  |  0.460   0.636
+  neuron L1/L2   .248/.423  .371/.488  .345/.490  |  .234/.462  .351/.627
 
-User CPU of the whole file: 16-17 s (``/usr/bin/time``, one process, the 2-core machine shared).
+User CPU of the whole file: 22 s (``/usr/bin/time``, one process, the 2-core machine shared).
 
-Asserted (margins below the smallest measured gap): the single neuron is a noisy judge better than chance
-(0.15 <= kappa(1x1) <= 0.5); kappa(6x2) >= kappa(1x1) + 0.1 (PAPERS.md's bar is +0.05; measured +0.25 .. +0.28);
-kappa rises with width 1 -> 3 -> 6 at depth 1 (by >= 0.1 and >= 0.08) and at depth 2 (by >= 0.08 and >= 0.02, no
-tolerance needed); the method beats the ``swap_orders=False`` ablation by >= 0.08; the discussion round: the mean
-single-neuron kappa of layer 2 exceeds layer 1's by >= 0.1, while with ``read_verdicts=False`` layer 2 equals
-layer 1 exactly.
+Asserted (margins below the smallest measured gap on offsets 0-4): the single neuron is a noisy judge better than
+chance (0.15 <= kappa(1x1) <= 0.5); kappa(6x2) >= kappa(1x1) + 0.1 (PAPERS.md's bar is +0.05; measured +0.16 ..
++0.36); kappa rises with width 1 -> 3 -> 6 at depth 1 (by >= 0.1 and >= 0.08; measured >= 0.147 and >= 0.104)
+and at depth 2 (by >= 0.08 and >= 0.02; measured >= 0.112 and >= 0.048), no tolerance needed; the method beats
+the ``swap_orders=False`` ablation by >= 0.08 (measured >= 0.142); the discussion round: the mean single-neuron
+kappa of layer 2 exceeds layer 1's by >= 0.07 (measured >= 0.117), while with ``read_verdicts=False`` layer 2
+equals layer 1 exactly.
 
 **Not reproduced**: the paper's depth gain for the network's output. kappa(6x2) < kappa(6x1) = kappa(6x2-noread)
-on all three offsets (by 0.08-0.17), and voting does not change that (6x2-vote vs 6x1-vote: +0.01, 0.00, -0.06).
-Each layer-2 neuron agrees far more than a layer-1 neuron, but all of them read the same six *binary* verdicts, so
-they end up near layer 1's vote (6x2 - 6x1-vote: +0.015, +0.011, +0.026); the mean of layer 1's probabilities
-keeps the judges' confidences, and on these planted, independent views it is already close to the Bayes-optimal
-combination (kappa 0.78 for six perfect readers), so a second round has nothing left to add. Nothing here asserts
-the depth gain.
+on every offset (by 0.01-0.12), and voting does not rescue it (6x2-vote - 6x1-vote: -0.05, -0.03, -0.06, +0.04,
++0.04). Each layer-2 neuron agrees far more than a layer-1 neuron, but all of them read the same six *binary*
+verdicts, so the second round mostly re-expresses layer 1's vote; the mean of layer 1's probabilities keeps the
+judges' confidences, and on these planted, independent views it is already close to the Bayes-optimal combination
+(kappa 0.78 for six perfect readers), so a second round has nothing left to add. Nothing here asserts the depth
+gain.
 """
 
 import numpy as np
@@ -73,11 +79,14 @@ def _neuron_kappa(layer, label):
 def networks(single_device_mesh):
   """One judge fine-tuned once, frozen, shared by every network: ``({setting: (p, layers)}, label)``."""
   seed = seed_offset() + 0
-  queries = dj.training_queries(200 * 128, np.random.default_rng(seed), first_bias=0.6, **VIEWS)
+  runs = (seed, seed + 100)  # two fine-tuning runs (data and init), the better one on held-out queries is kept
+  query_sets = [dj.training_queries(200 * 128, np.random.default_rng(s), first_bias=0.6, **VIEWS) for s in runs]
+  held_out = dj.training_queries(2000, np.random.default_rng(5000 + seed), first_bias=0.6, **VIEWS)
   judge = ev.JudgeLM(dj.vocab_size(VIEWS["num_words"], VIEWS["num_fillers"]), embed_dim=32, num_layers=1,
                      num_heads=2, mlp_dim=64, max_length=ev.LENGTH)
-  variables = llm_eval.fine_tune_judge(judge, queries, steps=200, batch_size=128, learning_rate=3e-3, seed=seed,
-                                       mesh=single_device_mesh)
+  variables, chosen = llm_eval.fine_tune_best_judge(judge, query_sets, runs, held_out, steps=200, batch_size=128,
+                                                    learning_rate=3e-3, mesh=single_device_mesh)
+  print("judge runs: held-out loss", np.round(chosen["eval_loss"], 3), "kept", chosen["chosen"])
   pairs = dj.pair_views(500, np.random.default_rng(1000 + seed), **VIEWS)
   out = llm_eval.network_probabilities(judge, variables, pairs, SETTINGS)
   return {s: out[llm_eval.parse_setting(s)] for s in SETTINGS}, pairs["label"]
@@ -96,7 +105,7 @@ def test_wider_networks_and_both_orders_agree_more_with_the_labels(networks):
   assert k["6x2"] >= k["6x2-noswap"] + 0.08, k  # ablation: one answer order keeps the position bias
   # the discussion round (ablation read_verdicts=False): a layer-2 neuron, reading every layer-1 verdict, agrees
   # much more than a layer-1 neuron; without the verdicts layer 2 repeats layer 1
-  assert neuron[1] >= neuron[0] + 0.1, neuron
+  assert neuron[1] >= neuron[0] + 0.07, neuron
   no_read = out["6x2-noread"][1]
   np.testing.assert_allclose(no_read[1], no_read[0], atol=1e-6)
-  assert _neuron_kappa(no_read[1], label) <= neuron[1] - 0.1
+  assert _neuron_kappa(no_read[1], label) <= neuron[1] - 0.07
