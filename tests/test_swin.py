@@ -16,17 +16,26 @@ from zoo.recipes.procedures import chexray
 from zoo.recipes.tasks import LabelError
 
 SMALL = dict(patch_size=2, window_size=4, embed_dim=16, depths=(2, 2), num_heads=(2, 4), drop_path_rate=0.0)
+# Compiling, not running, is this file's cost (the SwinCheX init alone compiles for 5 s): XLA's backend optimization
+# level 0 halves it; the comparisons are between programs compiled the same way or against eager/numpy values, and
+# the numbers move by float rounding only.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+
+
+def _jit(fn, **kw):
+  return jax.jit(fn, compiler_options=FAST_COMPILE, **kw)
 
 
 def _img(shape=(4, 32, 32, 1), seed=0):
-  return jax.random.normal(jax.random.key(seed), shape)
+  # numpy draws: an eager jax.random.normal compiles its sampler anew for every shape (about 0.3 s each)
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
 
 
 @pytest.fixture(scope="module")
 def chex():
   model = swinchex.SwinCheX(num_labels=3, head_hidden=(8, 4), **SMALL)
   x = _img((4, 16, 16, 1))
-  return model, x, jax.jit(model.init)(jax.random.key(1), x)
+  return model, x, _jit(model.init)(jax.random.key(1), x)
 
 
 # ----------------------------------------------------------------------------------------------- windows, index
@@ -81,10 +90,11 @@ def test_shifted_window_mask_matches_the_no_wrap_rule(h, w, m, s):
   assert mask[0].all() and not mask[-1].all()  # interior windows are unmasked; the corner window is split in 4
 
 
-def _dependence(block, x, variables, token):
-  """|d out[token] / d x| summed over channels: ``[H, W]``, which input tokens the output token reads."""
-  jac = jax.jit(jax.jacrev(lambda x: block.apply(variables, x)[0, token[0], token[1]].sum()))(x)
-  return np.abs(np.asarray(jac[0])).sum(-1)
+def _dependence(block, x, variables):
+  """``[H, W, H, W]``: ``[r, c]`` is |d out[r, c] / d x| summed over channels, which input tokens output token
+  (r, c) reads; one compiled Jacobian for every output token (a jitted jacrev per token compiled once each)."""
+  jac = _jit(jax.jacrev(lambda x: block.apply(variables, x)[0].sum(-1)))(x)  # [H, W, 1, H, W, C]
+  return np.abs(np.asarray(jac[:, :, 0])).sum(-1)
 
 
 def test_sw_msa_block_reads_no_token_across_the_wrapped_border():
@@ -92,11 +102,12 @@ def test_sw_msa_block_reads_no_token_across_the_wrapped_border():
   m, s = 4, 2
   x = _img((1, h, w, 8))
   expected = _expected_shift_mask(h, w, m, s)
+  deps = {}
   for shift in (s, 0):
     block = swin.SwinBlock(num_heads=2, window_size=m, shift_size=shift)
-    variables = block.init(jax.random.key(0), x)
+    deps[shift] = _dependence(block, x, _jit(block.init)(jax.random.key(0), x))
     for token in [(7, 7), (5, 0), (1, 6), (3, 3)]:  # original coordinates
-      dep = _dependence(block, x, variables, token) > 1e-7
+      dep = deps[shift][token] > 1e-7
       want = np.zeros((h, w), bool)
       if shift:  # the token's place in the rolled map, its window there, then back to original coordinates
         r, c = (token[0] - s) % h, (token[1] - s) % w
@@ -108,8 +119,7 @@ def test_sw_msa_block_reads_no_token_across_the_wrapped_border():
         want[token[0] // m * m:token[0] // m * m + m, token[1] // m * m:token[1] // m * m + m] = True
       np.testing.assert_array_equal(dep, want, err_msg=f"shift {shift}, token {token}")
   # the bottom-right corner token (7, 7) in SW-MSA reads only the 2x2 corner it was next to... and never (0, 0)
-  block = swin.SwinBlock(num_heads=2, window_size=m, shift_size=s)
-  dep = _dependence(block, x, block.init(jax.random.key(0), x), (7, 7))
+  dep = deps[s][7, 7]
   assert dep[0, 0] == 0 and dep[6, 6] > 0 and dep[7, 0] == 0
 
 
@@ -117,18 +127,19 @@ def test_shift_is_switched_off_when_the_map_is_one_window():
   x = _img((2, 4, 4, 8))
   shifted = swin.SwinBlock(num_heads=2, window_size=4, shift_size=2)
   plain = swin.SwinBlock(num_heads=2, window_size=4, shift_size=0)
-  variables = shifted.init(jax.random.key(0), x)
-  np.testing.assert_allclose(jax.jit(shifted.apply)(variables, x), jax.jit(plain.apply)(variables, x), rtol=1e-6,
+  variables = _jit(shifted.init)(jax.random.key(0), x)  # eager init would dispatch (compile) op by op
+  np.testing.assert_allclose(_jit(shifted.apply)(variables, x), _jit(plain.apply)(variables, x), rtol=1e-6,
                              atol=1e-6)
   # and a map smaller than the window attends over the whole map with the window shrunk to it
-  small = _img((2, 2, 2, 8))
-  assert shifted.apply(shifted.init(jax.random.key(0), small), small).shape == small.shape
+  small = jax.ShapeDtypeStruct((2, 2, 2, 8), jnp.float32)
+  assert jax.eval_shape(shifted.apply, jax.eval_shape(shifted.init, jax.random.key(0), small), small).shape \
+      == small.shape
 
 
 def test_patch_merging_concatenation_order():
   x = _img((2, 4, 6, 3))
   merge = swin.PatchMerging()
-  variables = merge.init(jax.random.key(0), x)
+  variables = _jit(merge.init)(jax.random.key(0), x)
   kernel = np.asarray(variables["params"]["reduction"]["kernel"].unbox())
   assert kernel.shape == (12, 6) and "bias" not in variables["params"]["reduction"]
   xn = np.asarray(x)
@@ -138,7 +149,7 @@ def test_patch_merging_concatenation_order():
       vec[:, i, j] = np.concatenate([xn[:, 2 * i, 2 * j], xn[:, 2 * i + 1, 2 * j], xn[:, 2 * i, 2 * j + 1],
                                      xn[:, 2 * i + 1, 2 * j + 1]], -1)
   normed = (vec - vec.mean(-1, keepdims=True)) / np.sqrt(vec.var(-1, keepdims=True) + 1e-5)
-  np.testing.assert_allclose(merge.apply(variables, x), normed @ kernel, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(_jit(merge.apply)(variables, x), normed @ kernel, rtol=1e-4, atol=1e-5)
 
 
 # Parameter counts of the ImageNet-1k models (224^2, 1000 classes) as timm reports them for the official weights.
@@ -156,7 +167,7 @@ def test_preset_parameter_counts_match_the_official_models(preset, millions):
 def test_swin_shapes_features_and_window_attention_through_the_one_function(monkeypatch):
   model = swin.swin("test", num_classes=7, embed_dim=16)
   x = _img((3, 32, 32, 3))
-  variables = model.init(jax.random.key(0), x)
+  variables = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only: the values are never read
   assert jax.eval_shape(model.apply, variables, x).shape == (3, 7)
   assert jax.eval_shape(lambda v, x: model.apply(v, x, method="features"), variables, x).shape == (3, 32)
   calls = []
@@ -172,15 +183,15 @@ def test_swin_shapes_features_and_window_attention_through_the_one_function(monk
 
 def test_swinchex_jit_vmap_and_independent_heads(chex):
   model, x, variables = chex
-  out = jax.jit(model.apply)(variables, x)
+  out = _jit(model.apply)(variables, x)
   assert out.shape == (4, 3) and out.dtype == jnp.float32
   np.testing.assert_allclose(model.apply(variables, x), out, rtol=1e-5, atol=1e-5)
-  vm = jax.jit(jax.vmap(lambda a: model.apply(variables, a)))(x.reshape(2, 2, 16, 16, 1))
+  vm = _jit(jax.vmap(lambda a: model.apply(variables, a)))(x.reshape(2, 2, 16, 16, 1))
   np.testing.assert_allclose(vm.reshape(4, 3), out, rtol=1e-5, atol=1e-5)
   heads = variables["params"]["heads"]
   assert [heads[f"kernel_{i}"].unbox().shape for i in range(3)] == [(3, 32, 8), (3, 8, 4), (3, 4, 1)]
   # label 0's logit does not depend on label 1's head
-  grads = jax.jit(jax.grad(lambda p: model.apply({"params": p}, x)[:, 0].sum()))(variables["params"])
+  grads = _jit(jax.grad(lambda p: model.apply({"params": p}, x)[:, 0].sum()))(variables["params"])
   for i in range(3):
     g = np.asarray(nn.unbox(grads["heads"][f"kernel_{i}"]))
     assert np.abs(g[0]).sum() > 0 and np.abs(g[1:]).sum() == 0
@@ -199,8 +210,8 @@ def test_sharded_forward_on_8_devices(chex):
   assert any(len(a.sharding.device_set) > 1 and not a.sharding.is_fully_replicated for a in jax.tree.leaves(placed))
   xs = jax.device_put(x, NamedSharding(mesh, P(("data", "fsdp"))))
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
-    out = jax.jit(model.apply)(placed, xs)
-  np.testing.assert_allclose(out, jax.jit(model.apply)(variables, x), rtol=1e-4, atol=1e-5)
+    out = _jit(model.apply)(placed, xs)
+  np.testing.assert_allclose(out, _jit(model.apply)(variables, x), rtol=1e-4, atol=1e-5)
 
 
 def test_bad_inputs_are_named_errors(chex):
