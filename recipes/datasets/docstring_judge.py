@@ -12,9 +12,9 @@ evidence spread over the roles:
   probability ``1 - ambiguity``: then exactly one of the two slices mentions ``n_r``, the function's own with
   probability ``reliability`` (otherwise the other function's slice does: a misleading view). An ambiguous slice
   pair mentions ``n_r`` in neither. The other words of a slice are fillers, drawn uniformly from their own
-  ``num_fillers`` ids (so a filler never mentions a name part). The roles'
-  views of a pair are independent, so the judge's errors are independent across roles (width helps), and one
-  role alone is right with probability ``(1 - ambiguity) reliability + ambiguity / 2`` at best (0.68 by default);
+  ``num_fillers`` ids (so a filler never mentions a name part). The roles' views of a pair are independent, so
+  the judge's errors are independent across roles (width helps), and one role alone is right with probability
+  ``(1 - ambiguity) reliability + ambiguity / 2`` at best (0.68 by default);
 * position bias: the fine-tuning pairs put the own docstring first with probability ``first_bias`` (0.6), so the
   judge learns a prior for answer :data:`A`; the test pairs are balanced (both answer orders cancel the prior).
 
