@@ -8,10 +8,24 @@ name, checked when it is built.
 Run one with::
 
     python -m zoo.recipes.train --config recipes/configs/<name>.py --workdir DIR [--config.steps=200 ...]
+
+A config whose build is slow to compile takes an argument, ``get_config(arg=None)``: ``get_config('smoke')``
+(``--config recipes/configs/<name>.py:smoke``) is the same run (model class, procedure, dataset, task) with tiny
+sizes, for tests/recipes/test_configs.py's few-step smoke run; :func:`is_smoke` checks the argument.
 """
 
 import ml_collections
 from ml_collections import config_dict
+
+
+def is_smoke(arg: str | None, config: str) -> bool:
+  """``get_config(arg)``'s argument: ``None`` -> False (the full config), ``'smoke'`` -> True; else a ValueError."""
+  if arg is None or arg == "":
+    return False
+  if arg == "smoke":
+    return True
+  raise ValueError(f"{config}: get_config's argument must be None or 'smoke' (tiny sizes for a smoke run); "
+                   f"got {arg!r}.")
 
 
 def base_config() -> ml_collections.ConfigDict:

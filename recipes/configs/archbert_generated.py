@@ -15,10 +15,12 @@ Expected: eval ``reasoning_accuracy`` and ``pair_cosine`` as in docs/papers.md (
 over the whole test split in tests/papers/test_archbert.py.
 """
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with one layer of width 32, 128 training and 64 test captions (the
+  test's smoke run)."""
   c = base_config()
   c.model.name = "archbert.ArchBERT"
   c.model.arch_vocab_size = 2071  # zoo.archtext.ArchTokenizer().vocab_size
@@ -44,4 +46,10 @@ def get_config():
   c.eval_every = 300
   c.checkpoint_every = 300
   c.seed = 0
+  if is_smoke(arg, 'archbert_generated'):
+    c.model.features = 32
+    c.model.num_layers = 1
+    c.model.mlp_dim = 64
+    c.data.kwargs.num_train = 128
+    c.data.kwargs.num_test = 64
   return c

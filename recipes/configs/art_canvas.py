@@ -24,10 +24,12 @@ machine. This config's own 600-step run was not timed before the deadline (only 
 tests/recipes/test_configs.py).
 """
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with one DiT block of width 32, 128 training and 32 test canvases (the
+  test's smoke run)."""
   c = base_config()
   c.model.name = "art.AnonymousRegionDiT"
   c.model.latent_channels = 64
@@ -51,4 +53,9 @@ def get_config():
   c.eval_every = 300
   c.checkpoint_every = 300
   c.seed = 0
+  if is_smoke(arg, 'art_canvas'):
+    c.model.width = 32
+    c.model.depth = 1
+    c.data.kwargs.num_train = 128
+    c.data.kwargs.num_test = 32
   return c

@@ -16,10 +16,12 @@ are mostly right, 4-5 mostly wrong, so the search has both samples to shorten an
 ``--config.steps=2000`` trains it further.
 """
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with 2 layers of width 16, 1024 training and 200 test sums (the test's
+  smoke run)."""
   c = base_config()
   c.model.name = "depth_adapt.ChainTransformer"
   c.model.vocab_size = 10  # modulus + 3 (padding, '+', '=')
@@ -44,4 +46,10 @@ def get_config():
   c.log_every = 50
   c.checkpoint_every = 200
   c.seed = 0
+  if is_smoke(arg, 'cola_modular'):
+    c.model.embed_dim = 16
+    c.model.num_layers = 2
+    c.model.mlp_dim = 32
+    c.data.kwargs.train_size = 1024
+    c.data.kwargs.test_size = 200
   return c

@@ -17,10 +17,12 @@ on the loaded shared 2-core machine).
 
 import ml_collections
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with width 50 / 30 on 2000 training and 500 test points (the test's
+  smoke run)."""
   c = base_config()
   c.model = ml_collections.ConfigDict({"name": "hierarchical_poly.ThreeLayerNet", "width": 500, "inner_width": 300})
   c.data.name = "hierarchical_polynomial"
@@ -33,4 +35,11 @@ def get_config():
   c.steps = 1
   c.log_every = 1
   c.checkpoint_every = 1
+  if is_smoke(arg, 'hier_poly_layerwise'):
+    c.model.width = 50
+    c.model.inner_width = 30
+    c.data.kwargs.n_train = 2000
+    c.data.kwargs.n_test = 500
+    c.data.batch_size = 2000
+    c.data.eval_batch_size = 500
   return c

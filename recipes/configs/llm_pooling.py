@@ -21,10 +21,12 @@ MRR@10 of every design there (0.041-0.053), and TF-IDF on the same tokens reache
 
 import ml_collections
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The config; ``arg='smoke'``: the same run with 2 layers of width 16 (multi-layer pooling still has 2 layers to
+  pool), 1 pretraining step so the 2 smoke steps run both phases (the test's smoke run)."""
   c = base_config()
   c.model = ml_collections.ConfigDict({
       "name": "embedding_pooling.EmbeddingModel", "vocab_size": 2048, "embed_dim": 32, "num_layers": 3,
@@ -44,4 +46,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.steps = 1200
   c.log_every = 50
   c.checkpoint_every = 400
+  if is_smoke(arg, 'llm_pooling'):
+    c.model.embed_dim = 16
+    c.model.num_layers = 2
+    c.model.mlp_dim = 32
+    c.model.num_latents = 4
+    c.procedure.pretrain_steps = 1
   return c

@@ -24,10 +24,12 @@ The authors' Darcy setting is the
 
 import ml_collections
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The config; ``arg='smoke'``: the same run with 2 MgNO layers of width 8 on 3 levels, 64 training and 32 test
+  samples (the test's smoke run)."""
   c = base_config()
   c.model = ml_collections.ConfigDict({
       "name": "mgno.MgNO",
@@ -50,4 +52,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.log_every = 100
   c.eval_every = 500
   c.checkpoint_every = 500
+  if is_smoke(arg, 'mgno_darcy'):
+    c.model.features = 8
+    c.model.num_layers = 2
+    c.model.levels = 3
+    c.data.kwargs.num_train = 64
+    c.data.kwargs.num_test = 32
+    c.data.eval_batch_size = 32
   return c

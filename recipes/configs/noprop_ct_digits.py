@@ -20,10 +20,11 @@ Time: about 23 s of CPU time (user + sys) on this 2-core CPU, compilation, data 
 evaluation included.
 """
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with 10 ODE steps at inference instead of 1000 (the test's smoke run)."""
   c = base_config()
   c.model.name = "noprop.NoPropCTNet"
   c.model.num_classes = 10
@@ -46,4 +47,6 @@ def get_config():
   c.eval_every = 500
   c.checkpoint_every = 500
   c.seed = 0
+  if is_smoke(arg, 'noprop_ct_digits'):
+    c.model.inference_steps = 10
   return c

@@ -18,10 +18,12 @@ nearly constant Gram matrix is ill-conditioned in float32) gives 0.484. About 10
 
 import ml_collections
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The config; ``arg='smoke'``: the same run with depth 10, 256 training and 200 test points (the test's smoke
+  run)."""
   c = base_config()
   c.model = ml_collections.ConfigDict({"name": "ntk.NTKMLP", "depth": 100, "activation": "2d_opt", "outputs": 2,
                                        "width": 16})
@@ -35,4 +37,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.steps = 4  # one pass over the 512 training points: the exact ridgeless solution
   c.log_every = 1
   c.checkpoint_every = 4
+  if is_smoke(arg, 'ntk_dirichlet'):
+    c.model.depth = 10
+    c.data.kwargs.train_size = 256
+    c.data.kwargs.test_size = 200
+    c.data.eval_batch_size = 200
+    c.procedure.capacity = 256
   return c

@@ -13,10 +13,11 @@ Command::
 Expected: test accuracy 0.969 (measured, seed 0); 85 s wall (41 s CPU) on the shared 2-core build machine.
 """
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with one SKAN conv layer of 4 channels (the test's smoke run)."""
   c = base_config()
   c.model.name = "kan.SConvKAN"
   c.model.num_classes = 10
@@ -35,4 +36,6 @@ def get_config():
   c.log_every = 100
   c.eval_every = 500
   c.checkpoint_every = 500
+  if is_smoke(arg, 'skan_conv_digits'):
+    c.model.channels = (4,)
   return c

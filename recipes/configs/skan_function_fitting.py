@@ -14,10 +14,11 @@ loss jumps ~100x at each narrowing of the masks, steps 1000 and 1500, and recove
 shared 2-core build machine.
 """
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with grid 3, 256 training and 256 test points (the test's smoke run)."""
   c = base_config()
   c.model.name = "kan.SKAN"
   c.model.features = (5, 1)
@@ -37,4 +38,8 @@ def get_config():
   c.log_every = 100
   c.eval_every = 500
   c.checkpoint_every = 500
+  if is_smoke(arg, 'skan_function_fitting'):
+    c.model.grid_size = 3
+    c.data.kwargs.n_train = 256
+    c.data.kwargs.n_test = 256
   return c

@@ -22,10 +22,12 @@ copy): ``--config.data.name=chestxray14 --config.model.num_labels=14`` and the S
 ``zoo.swin.PRESETS['large']`` (the paper: 224^2, window 7, ImageNet-22k weights, which the zoo does not ship).
 """
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with embed 16, heads (1, 2), one hidden layer of 16 in each head (the
+  test's smoke run)."""
   c = base_config()
   c.model.name = "swinchex.SwinCheX"
   c.model.num_labels = 5
@@ -52,4 +54,8 @@ def get_config():
   c.eval_every = 150
   c.checkpoint_every = 150
   c.seed = 0
+  if is_smoke(arg, 'swinchex_shapes'):
+    c.model.embed_dim = 16
+    c.model.num_heads = (1, 2)
+    c.model.head_hidden = (16,)
   return c

@@ -19,10 +19,12 @@ reaches 1.11 / 0.78, i.e. the paper's advantage over backprop does not reproduce
 a laptop CPU (measured 4-6 minutes on a 2-core machine shared with ~10 other processes).
 """
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with an 8-unit controller with 4 slots of 4, 256 training and 64 test
+  episodes (the test's smoke run)."""
   c = base_config()
   c.model.name = "memory.NeuralMemoryNetwork"
   c.model.outputs = 1
@@ -45,4 +47,11 @@ def get_config():
   c.eval_every = 1000
   c.checkpoint_every = 500
   c.seed = 0
+  if is_smoke(arg, 'synthetic_gradients_sinusoid'):
+    c.model.features = 8
+    c.model.num_slots = 4
+    c.model.slot_size = 4
+    c.data.kwargs.n_train = 256
+    c.data.kwargs.n_test = 64
+    c.data.eval_batch_size = 64
   return c

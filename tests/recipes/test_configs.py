@@ -1,6 +1,11 @@
-"""Every experiment config in recipes/configs/ builds and trains a couple of steps through the CLI's entry point."""
+"""Every experiment config in recipes/configs/ builds and trains a couple of steps through the CLI's entry point.
+
+A config whose ``get_config`` takes an argument is run as ``get_config('smoke')``: the same model class, procedure,
+dataset and task with tiny sizes, so that the smoke run compiles small graphs (``--config <file>:smoke``).
+"""
 
 import importlib.util
+import inspect
 import pathlib
 
 import pytest
@@ -15,6 +20,15 @@ def load_config(path: pathlib.Path):
   spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  if inspect.signature(module.get_config).parameters:
+    smoke, full = module.get_config("smoke"), module.get_config()
+    # Only sizes shrink: the smoke run builds the same classes on the same data as the full config.
+    for key in ("model.name", "procedure.name", "task.name", "data.name", "data.train_split", "data.eval_split"):
+      block, field = key.split(".")
+      assert smoke[block].get(field) == full[block].get(field), f"{path.stem}: the smoke config changes {key}"
+    with pytest.raises(ValueError, match="smoke"):
+      module.get_config("no_such_variant")
+    return smoke
   return module.get_config()
 
 
