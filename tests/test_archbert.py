@@ -1,6 +1,8 @@
 """Unit tests of zoo.archbert: node tokens and adjacency from ONNX graphs, the adjacency mask really restricts
 attention, shapes/jit/vmap, the 8-device mesh, the losses against hand computations, recall@k, clear errors."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,8 +14,15 @@ from zoo.recipes import sharding
 from zoo.recipes.datasets import arch_bench
 from zoo.recipes.procedures import archbert as proc
 
+# Compiling, not running, is this file's cost: XLA's backend optimization level 0 halves it; the comparisons are
+# against eager values or programs compiled the same way, and the numbers move by float rounding only.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
 B = {"space": "B", "channels": (4, 8), "kernels": (3, 1), "pools": ("max", "none"), "activation": "relu"}
 VOCAB = archtext.ArchTokenizer().vocab
+
+
+def _jit(fn, **kw):
+  return jax.jit(fn, compiler_options=FAST_COMPILE, **kw)
 
 
 def test_arch_nodes_follow_the_onnx_graph():
@@ -46,8 +55,9 @@ def small():
   model = archbert.ArchBERT(len(VOCAB), archbert.CaptionTokenizer().vocab_size, features=16, num_layers=1,
                             num_heads=2, mlp_dim=32, max_nodes=16, max_length=32)
   adj = arrays["adjacency"].astype(bool)
-  variables = model.init(jax.random.key(0), arrays["nodes"], adj, arrays["caption"],
-                         method=archbert.ArchBERT.initialize)
+  # jitted: an eager init dispatches (compiles) op by op
+  variables = _jit(functools.partial(model.init, method=archbert.ArchBERT.initialize))(
+      jax.random.key(0), arrays["nodes"], adj, arrays["caption"])
   return model, variables, arrays
 
 
@@ -56,14 +66,17 @@ def test_shapes_jit_and_vmap(small):
   adj = arrays["adjacency"].astype(bool)
   a, t = model.apply(variables, arrays["nodes"], adj, arrays["caption"])
   assert a.shape == t.shape == (8, 16)
-  ja, jt = jax.jit(model.apply)(variables, arrays["nodes"], adj, arrays["caption"])
+  ja, jt = _jit(model.apply)(variables, arrays["nodes"], adj, arrays["caption"])
   np.testing.assert_allclose(ja, a, rtol=1e-5, atol=1e-5)
-  va, _ = jax.vmap(model.apply, in_axes=(None, 0, 0, 0))(
+  va, _ = _jit(jax.vmap(model.apply, in_axes=(None, 0, 0, 0)))(
       variables, arrays["nodes"].reshape(2, 4, 16, 7), adj.reshape(2, 4, 16, 16), arrays["caption"].reshape(2, 4, 32))
   np.testing.assert_allclose(va.reshape(8, 16), a, rtol=1e-5, atol=1e-5)
-  logits = model.apply(variables, arrays["nodes"], adj, arrays["caption"], method=archbert.ArchBERT.mam_logits)
+  # shapes only: traced, not compiled
+  logits = jax.eval_shape(functools.partial(model.apply, method=archbert.ArchBERT.mam_logits), variables,
+                          arrays["nodes"], adj, arrays["caption"])
   assert logits.shape == (8, 16, len(VOCAB))
-  assert model.apply(variables, a, t, method=archbert.ArchBERT.reason_logit).shape == (8,)
+  assert jax.eval_shape(functools.partial(model.apply, method=archbert.ArchBERT.reason_logit), variables, a,
+                        t).shape == (8,)
 
 
 def test_adjacency_mask_limits_what_a_node_sees(small):
@@ -72,14 +85,15 @@ def test_adjacency_mask_limits_what_a_node_sees(small):
   enc = archbert.ArchGraphEncoder(len(VOCAB), features=16, num_layers=1, num_heads=2, mlp_dim=32)
   nodes = arrays["nodes"][:1]
   adj = arrays["adjacency"][:1].astype(bool)
-  v = enc.init(jax.random.key(1), nodes, adj)
+  v = _jit(enc.init)(jax.random.key(1), nodes, adj)
+  apply = _jit(enc.apply)  # one compile for the four calls
   changed = nodes.copy()
   changed[0, 3, 0] = VOCAB["Tanh"] if changed[0, 3, 0] != VOCAB["Tanh"] else VOCAB["Elu"]
   full = jnp.asarray(proc.attention_adjacency(adj, nodes, "full"))
-  h0, h1 = enc.apply(v, nodes, adj), enc.apply(v, changed, adj)
+  h0, h1 = apply(v, nodes, adj), apply(v, changed, adj)
   np.testing.assert_allclose(h0[0, 0], h1[0, 0], atol=1e-6)  # node 0 is 3 hops from node 3
   assert np.abs(np.asarray(h0[0, 2] - h1[0, 2])).max() > 1e-4  # a neighbour sees it
-  f0, f1 = enc.apply(v, nodes, full), enc.apply(v, changed, full)
+  f0, f1 = apply(v, nodes, full), apply(v, changed, full)
   assert np.abs(np.asarray(f0[0, 0] - f1[0, 0])).max() > 1e-4
 
 
@@ -120,7 +134,7 @@ def test_sharded_forward_on_8_devices(small):
   mesh = sharding.make_mesh({"data": 8})
   xs = [jax.device_put(x, sharding.batch_sharding(mesh)) for x in (arrays["nodes"], adj, arrays["caption"])]
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
-    a, _ = jax.jit(model.apply)(variables, *xs)
+    a, _ = _jit(model.apply)(variables, *xs)
   assert len(a.sharding.device_set) == 8
-  np.testing.assert_allclose(a, model.apply(variables, arrays["nodes"], adj, arrays["caption"])[0], rtol=1e-4,
+  np.testing.assert_allclose(a, _jit(model.apply)(variables, arrays["nodes"], adj, arrays["caption"])[0], rtol=1e-4,
                              atol=1e-5)
