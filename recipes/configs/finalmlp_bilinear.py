@@ -18,10 +18,11 @@ baseline: ``--config.model.name=ctr.FieldMLP --config.model.hidden='(128,128,128
 0.71-0.82 in the effect test, not run from the CLI).
 """
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with 4096 training and 1024 test clicks (the test's smoke run)."""
   c = base_config()
   c.model.name = "ctr.FinalMLP"
   c.model.vocab_sizes = (50,) * 8
@@ -39,4 +40,7 @@ def get_config():
   c.eval_every = 300
   c.checkpoint_every = 300
   c.seed = 0
+  if is_smoke(arg, 'finalmlp_bilinear'):
+    c.data.kwargs.num_train = 4096
+    c.data.kwargs.num_test = 1024
   return c

@@ -12,10 +12,11 @@ Command::
 Expected: test accuracy 0.936 (measured, seed 0); 98 s wall (60 s CPU) on the shared 2-core build machine.
 """
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with one layer of width 32 (the test's smoke run)."""
   c = base_config()
   c.model.name = "karat.KArAtViT"
   c.model.num_classes = 10
@@ -38,4 +39,8 @@ def get_config():
   c.log_every = 100
   c.eval_every = 500
   c.checkpoint_every = 500
+  if is_smoke(arg, 'karat_digits'):
+    c.model.hidden = 32
+    c.model.num_layers = 1
+    c.model.mlp_dim = 64
   return c

@@ -23,10 +23,11 @@ Time: about 25 s of CPU time (user + sys) on this 2-core CPU, compilation, data 
 evaluation included.
 """
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with 3 denoising blocks (the test's smoke run)."""
   c = base_config()
   c.model.name = "noprop.NoPropDTNet"
   c.model.num_classes = 10
@@ -49,4 +50,6 @@ def get_config():
   c.eval_every = 500
   c.checkpoint_every = 500
   c.seed = 0
+  if is_smoke(arg, 'noprop_dt_digits'):
+    c.model.num_blocks = 3
   return c

@@ -15,10 +15,11 @@ Expected: see the measured numbers in docs/papers.md (onnx_net): the trainer rep
 tau on the held-out B-nets) is computed in tests/papers/test_onnx_net.py. Under a minute of CPU.
 """
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with one layer of width 32 (the test's smoke run)."""
   c = base_config()
   c.model.name = "archtext.ArchTextSurrogate"
   c.model.vocab_size = 2071  # zoo.archtext.ArchTokenizer().vocab_size
@@ -39,4 +40,8 @@ def get_config():
   c.eval_every = 150
   c.checkpoint_every = 150
   c.seed = 0
+  if is_smoke(arg, 'onnxnet_minibench'):
+    c.model.features = 32
+    c.model.num_layers = 1
+    c.model.mlp_dim = 64
   return c

@@ -15,10 +15,11 @@ wall on the loaded shared 2-core machine).
 
 import ml_collections
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import base_config, is_smoke
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """The config; ``arg='smoke'``: the same run with 128 random features (the test's smoke run)."""
   c = base_config()
   c.model = ml_collections.ConfigDict({"name": "snnk.SNNKClassifier", "num_classes": 10, "num_random_features": 1024,
                                        "kind": "relu"})
@@ -28,4 +29,6 @@ def get_config():
   c.steps = 3
   c.log_every = 1
   c.checkpoint_every = 3
+  if is_smoke(arg, 'snnk_bundled_digits'):
+    c.model.num_random_features = 128
   return c
