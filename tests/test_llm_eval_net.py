@@ -69,6 +69,9 @@ def test_network_layers_roles_hints_and_aggregation(setup):
   assert p.shape == (BATCH,) and per_layer.shape == (2, BATCH, 3)
   np.testing.assert_allclose(p, per_layer[1].mean(1), atol=1e-6)
   hints = np.where(np.asarray(per_layer[0]) > 0.5, ev.A, ev.B).astype(np.int32)
+  conf = np.abs(np.asarray(per_layer[0]) - 0.5)
+  margin = float(np.median(conf))  # about half the layer-1 neurons abstain
+  abstained = np.where(conf <= margin, ev.PAD, hints).astype(np.int32)
 
   @jax.jit
   def others(name, doc_a, doc_b, hints):  # one compile for every other network and neuron
@@ -78,9 +81,13 @@ def test_network_layers_roles_hints_and_aggregation(setup):
     shallow = ev.WideDeepEvaluator(judge, width=3, depth=1).apply(variables, name, doc_a, doc_b)
     vote = ev.WideDeepEvaluator(judge, width=3, depth=2, aggregate="vote").apply(variables, name, doc_a, doc_b)
     deaf = ev.WideDeepEvaluator(judge, width=3, depth=2, read_verdicts=False)
-    return neurons, reading, shallow, vote, deaf.apply(variables, name, doc_a, doc_b, return_layers=True)[1]
+    abstaining = ev.WideDeepEvaluator(judge, width=3, depth=2, abstain_margin=margin)
+    reading_abstained = ev.EvaluatorNeuron(judge, role=1).apply(variables, name[:, 1], doc_a[:, 1], doc_b[:, 1],
+                                                                 abstained)
+    return (neurons, reading, shallow, vote, deaf.apply(variables, name, doc_a, doc_b, return_layers=True)[1],
+            abstaining.apply(variables, name, doc_a, doc_b, return_layers=True)[1], reading_abstained)
 
-  neurons, reading, shallow, vote, deaf_layers = others(name, doc_a, doc_b, hints)
+  neurons, reading, shallow, vote, deaf_layers, abstain_layers, reading_abstained = others(name, doc_a, doc_b, hints)
   # layer 1, neuron i = the neuron of role i on view i
   for i in range(3):
     np.testing.assert_allclose(per_layer[0][:, i], neurons[i], atol=1e-5)
@@ -91,6 +98,10 @@ def test_network_layers_roles_hints_and_aggregation(setup):
   # the ablation: layer 2 without layer 1's verdicts repeats layer 1
   np.testing.assert_allclose(deaf_layers[1], per_layer[0], atol=1e-6)
   assert np.abs(np.asarray(per_layer[1] - per_layer[0])).max() > 1e-4  # reading the verdicts changes layer 2
+  # abstaining neurons (|p - 0.5| <= abstain_margin) pass PAD instead of a verdict
+  assert 0 < (abstained == ev.PAD).sum() < abstained.size
+  np.testing.assert_allclose(abstain_layers[0], per_layer[0], atol=1e-6)
+  np.testing.assert_allclose(abstain_layers[1][:, 1], reading_abstained, atol=1e-5)
 
 
 def test_network_sharded_forward_on_8_devices(setup):
@@ -112,6 +123,8 @@ def test_bad_input(setup):
     ev.WideDeepEvaluator(judge, depth=0).apply(variables, name, doc_a, doc_b)
   with pytest.raises(ValueError, match="aggregate"):
     ev.WideDeepEvaluator(judge, aggregate="max").apply(variables, name, doc_a, doc_b)
+  with pytest.raises(ValueError, match="abstain_margin"):
+    ev.WideDeepEvaluator(judge, abstain_margin=0.5).apply(variables, name, doc_a, doc_b)
   with pytest.raises(TypeError, match="doc_a"):
     ev.WideDeepEvaluator(judge).apply(variables, name, doc_a.astype(np.float32), doc_b)
   with pytest.raises(ValueError, match="doc_b"):
@@ -174,6 +187,10 @@ def test_planted_pairs_spread_the_evidence_over_independent_role_views():
   assert q["tokens"].shape == (4000, ev.LENGTH) and abs((q["label"] == ev.A).mean() - 0.6) < 0.03
   assert q["tokens"].max() < vocab
   assert abs((q["tokens"][:, 13] != ev.PAD).mean() - 0.5) < 0.03  # half the queries carry hints
+  a = dj.training_queries(4000, np.random.default_rng(1), first_bias=0.6, abstain=True, **views)
+  np.testing.assert_array_equal(a["label"], q["label"])  # same pairs; only the hints of ambiguous views differ
+  changed = a["tokens"] != q["tokens"]
+  assert changed.any() and (a["tokens"][changed] == ev.PAD).all()
   with pytest.raises(ValueError, match="reliability"):
     dj.pair_views(4, np.random.default_rng(0), reliability=1.5)
 

@@ -186,6 +186,9 @@ class WideDeepEvaluator(nn.Module):
     swap_orders: every neuron judges both answer orders.
     read_verdicts: layers ``l > 1`` read layer ``l - 1``'s verdicts (the paper's discussion round). ``False`` is
       the ablation: every layer judges without hints, so a deeper network repeats layer 1.
+    abstain_margin: a neuron with ``|p - 0.5| <= abstain_margin`` passes no verdict (:data:`PAD`) to the next
+      layer, so the verdicts carry some of the confidence the paper's free-text evaluations carry (0: every neuron
+      passes A or B). Use with a judge fine-tuned on abstaining hints (``training_queries(abstain=True)``).
   """
   judge: nn.Module
   width: int = 6
@@ -193,6 +196,7 @@ class WideDeepEvaluator(nn.Module):
   aggregate: str = "mean"
   swap_orders: bool = True
   read_verdicts: bool = True
+  abstain_margin: float = 0.0
 
   @nn.compact
   def __call__(self, name: Array, doc_a: Array, doc_b: Array, *, return_layers: bool = False):
@@ -208,6 +212,8 @@ class WideDeepEvaluator(nn.Module):
       raise ValueError(f"{where}: `depth` must be >= 1; got {self.depth}.")
     if self.aggregate not in ("mean", "vote"):
       raise ValueError(f"{where}: `aggregate` must be 'mean' or 'vote'; got {self.aggregate!r}.")
+    if not 0.0 <= self.abstain_margin < 0.5:
+      raise ValueError(f"{where}: `abstain_margin` must be in [0, 0.5); got {self.abstain_margin}.")
     b, w = name.shape[0], self.width
     # all neurons of a layer in one judge call: rows (neuron i, sample j) -> role i, view i of sample j
     role = jnp.repeat(jnp.arange(w, dtype=jnp.int32), b)
@@ -217,7 +223,9 @@ class WideDeepEvaluator(nn.Module):
     for _ in range(self.depth):
       p = _judge_pair(self.judge, role, nm, da, db, hints, self.swap_orders).reshape(w, b).T  # [b, w]
       outs.append(p)
-      verdicts = jnp.where(p > 0.5, A, B).astype(jnp.int32)  # [b, w]: what the next layer reads
+      # [b, w]: what the next layer reads (PAD: the neuron abstains)
+      m = self.abstain_margin
+      verdicts = jnp.where(p > 0.5 + m, A, jnp.where(p < 0.5 - m, B, PAD) if m > 0 else B).astype(jnp.int32)
       hints = jnp.tile(verdicts, (w, 1)) if self.read_verdicts else None
     last = outs[-1]
     if self.aggregate == "mean":

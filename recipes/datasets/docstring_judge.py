@@ -92,17 +92,19 @@ def pair_views(n: int, rng: np.random.Generator, *, num_words: int = 4, num_fill
 
 
 def training_queries(n: int, rng: np.random.Generator, *, hint_fraction: float = 0.5, with_pairs: bool = False,
-                     **views):
+                     abstain: bool = False, **views):
   """Judge fine-tuning rows ``{tokens [n, LENGTH], label [n]}`` (label: :data:`A` or :data:`B`): a random role of
   a planted pair (``views``: :func:`pair_views` keywords) and, for ``hint_fraction`` of the rows, the verdicts of
   roles ``0 .. k-1`` (k in 1..6) as hints. ``with_pairs``: also the pair's views ``name [n, R, 1]``,
-  ``doc_a/doc_b [n, R, DOC_LEN]`` (the label is then also the pair's: :data:`A` where ``doc_a`` is the own)."""
+  ``doc_a/doc_b [n, R, DOC_LEN]`` (the label is then also the pair's: :data:`A` where ``doc_a`` is the own).
+  ``abstain``: the hint of a role whose view mentions its name part in neither slice is :data:`PAD` (the role
+  abstains) instead of a random A/B (for ``WideDeepEvaluator(abstain_margin=...)``)."""
   p = pair_views(n, rng, **views)
   role = rng.integers(ev.MAX_ROLES, size=n)
   rows = np.arange(n)
   k = np.where(rng.random(n) < hint_fraction, rng.integers(1, MAX_HINTS + 1, size=n), 0)
   coin = np.where(rng.random((n, MAX_HINTS)) < 0.5, A, B)
-  verdict = np.where(p["evidence"] > 0, A, np.where(p["evidence"] < 0, B, coin))
+  verdict = np.where(p["evidence"] > 0, A, np.where(p["evidence"] < 0, B, PAD if abstain else coin))
   hints = np.where(np.arange(MAX_HINTS)[None] < k[:, None], verdict, PAD).astype(np.int32)
   tokens = judge_tokens(role, p["name"][rows, role], p["doc_a"][rows, role], p["doc_b"][rows, role], hints)
   out = {"tokens": tokens, "label": np.where(p["label"] == 1, A, B).astype(np.int32)}
