@@ -27,8 +27,8 @@ Public names (``b`` batch, ``R`` roles, ``n`` name tokens, ``d`` doc tokens):
 * :class:`WideDeepEvaluator` ``(name [b, R, n], doc_a [b, R, d], doc_b [b, R, d]) -> p [b]`` (and every layer's
   neuron probabilities ``[depth, b, width]`` with ``return_layers``): ``width`` neurons (roles ``0 .. width-1``) per
   layer, ``depth`` layers, layer ``l > 1`` reading layer ``l - 1``'s verdict tokens (``read_verdicts``; neurons
-  within ``abstain_margin`` of 0.5 pass PAD), ``aggregate`` ``'mean'`` or ``'vote'``. Its only parameters are the judge's (``params/judge``), shared by every
-  neuron.
+  within ``abstain_margin`` of 0.5 pass PAD), ``aggregate`` ``'mean'`` or ``'vote'``. Its only parameters are the
+  judge's (``params/judge``), shared by every neuron.
 
 Bad input: token ids outside ``[0, judge.vocab_size)`` are a ValueError when concrete (NaN probabilities when
 traced, through ``zoo.layers.Embed``), hints other than :data:`PAD`/:data:`A`/:data:`B` a ValueError, as are an
