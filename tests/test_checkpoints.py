@@ -30,7 +30,8 @@ def test_shipped_checkpoint_is_small(name):
 # What each shipped model must at least reach on its evaluation split (the configs' documented results, rounded down).
 FLOORS = {"hopfield_digits": ("accuracy", ">=", 0.95), "vit_digits": ("accuracy", ">=", 0.85),
           "activator_digits": ("accuracy", ">=", 0.9), "kan_function_fitting": ("relative_l2", "<=", 0.02),
-          "mgno_darcy": ("relative_l2", "<=", 0.02), "maxim_denoise": ("psnr", ">=", 28.0)}
+          "mgno_darcy": ("relative_l2", "<=", 0.02), "maxim_denoise": ("psnr", ">=", 28.0),
+          "prototype_digits": ("accuracy", ">=", 0.97)}
 
 
 def test_every_shipped_checkpoint_has_a_floor():
