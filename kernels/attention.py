@@ -287,6 +287,10 @@ def flash_attention(query, key, value, *, bias=None, mask=None, is_causal: bool 
   return out
 
 
+_flash_attention_jit = jax.jit(flash_attention, static_argnames=("is_causal", "scale", "block_sizes", "backend",
+                                                                 "interpret", "debug"))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Sharding: a pallas_call is opaque to XLA's partitioner, which would gather a sharded batch onto every device and
 # compute all of it there. Under a mesh (``jax.set_mesh``, as the zoo's trainer does), the kernel runs per shard in
@@ -405,8 +409,15 @@ def attention(query, key, value, *, bias=None, mask=None, is_causal: bool = Fals
       _log.info("attention: the %s Pallas kernel does not apply (%s); using the XLA reference there.",
                 backend.upper(), reason)
       return ref
-    run = functools.partial(flash_attention, is_causal=is_causal, scale=scale, block_sizes=bs, backend=backend,
-                            interpret=interp if interpret is None else interpret, debug=debug)
+    static = dict(is_causal=is_causal, block_sizes=bs, backend=backend,
+                  interpret=interp if interpret is None else interpret, debug=debug)
+    if isinstance(scale, (int, float)) or scale is None:
+      # Tracing a kernel costs ~0.1 s of Python (both lowerings are traced wherever the function is lowered, by
+      # platform_dependent); through one module-level jit a model's repeated calls with the same shapes, and every
+      # later trace of them (init, train step, evaluation), reuse the first trace.
+      run = functools.partial(_flash_attention_jit, scale=scale, **static)
+    else:  # a traced scale (a learned inverse temperature) is an operand, not part of the cache key
+      run = functools.partial(flash_attention, scale=scale, **static)
     return lambda q, k, v: _per_shard(lambda *a: run(*a[:3], bias=a[3], mask=a[4]), q, k, v, bias, mask)
 
   default = kernel("gpu", True) if impl == "pallas" else ref
