@@ -23,8 +23,9 @@ import ml_collections
 
 from zoo.recipes.configs import base_config, is_smoke
 
-RESULT = ("not yet measured end to end through the CLI; the effect test's 200-step runs of the 2-stage tiny preset "
-          "reach ~23.3 dB (+3.25 dB); this 1-stage config is unmeasured")
+RESULT = ("measured through the CLI, seed 0, 1000 steps: test PSNR 28.98 dB against the noisy input's 20.07 (+8.9 dB), "
+          "MSE 0.0013; 4 min 25 s wall, 141 s user CPU on the 2-core machine shared with other jobs (the shipped "
+          "checkpoint maxim_denoise is this run)")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
