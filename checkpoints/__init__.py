@@ -8,7 +8,14 @@ Each shipped checkpoint is a directory ``checkpoints/<name>/`` holding
 
 * ``variables/``: the model's variables, saved with Orbax;
 * ``meta.json``: the model's name and fields (rebuilt with ``zoo.registry.build_model``), the dataset and split it
-  was evaluated on, the metrics recorded there, and the command that produced it.
+  was evaluated on, the metrics recorded there, the evaluation batch size, and the command that produced it.
+
+:func:`evaluate` recomputes the recorded metrics from the shipped variables, as the training run computed them: the
+task's per-example metrics of ``model.apply(variables, task.inputs(batch))``, averaged over the split in the run's
+evaluation batches (the last one padded, the padding excluded). Batches matter for metrics that compare the examples
+of a batch (in-batch negatives, pairwise losses). A procedure whose evaluation is not the task's (e.g. a retrieval
+over a batch) names its own function in ``meta["evaluate"]`` (``"module:attribute"``, called as
+``fn(model, task, variables, batch) -> {metric: per-example values}``).
 
 ``zoo.recipes.export`` writes such a directory from a training run's work directory.
 """
@@ -19,7 +26,7 @@ import json
 import os
 from typing import Any
 
-__all__ = ["available", "load", "load_meta", "names", "path"]
+__all__ = ["available", "evaluate", "load", "load_meta", "names", "path"]
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -61,3 +68,43 @@ def load(name: str):
   with ocp.StandardCheckpointer() as checkpointer:
     variables = checkpointer.restore(os.path.join(path(name), "variables"))
   return module, variables
+
+
+def evaluate(name: str, batch_size: int | None = None) -> dict[str, float]:
+  """Recomputes checkpoint ``name``'s recorded metrics on its evaluation split (see the module docstring).
+
+  ``batch_size`` defaults to the run's evaluation batch size (``meta["eval_batch_size"]``; the whole split in one
+  batch for checkpoints that predate it). Returns ``{metric: mean over the split}``.
+  """
+  import importlib  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from zoo.recipes import builders  # pylint: disable=g-import-not-at-top
+  from zoo.recipes import data  # pylint: disable=g-import-not-at-top
+  model, variables = load(name)
+  meta = load_meta(name)
+  task = builders.make_task(meta["task"])
+  dataset = meta["dataset"]
+  sources, _ = data.load(dataset["name"], splits=[dataset["split"]], **dataset["kwargs"])
+  source = sources[dataset["split"]]
+  if meta.get("evaluate"):
+    module, _, attribute = meta["evaluate"].partition(":")
+    fn = importlib.import_module(module)
+    for part in attribute.split("."):
+      fn = getattr(fn, part)
+  else:
+    fn = lambda model, task, variables, batch: task.metrics(model.apply(variables, task.inputs(batch)), batch)
+  if batch_size is None:
+    batch_size = int(meta.get("eval_batch_size") or len(source))
+
+  @jax.jit
+  def sums(variables, batch, weight):
+    metrics = fn(model, task, variables, batch)
+    return {k: (v.astype(np.float32) * weight).sum() for k, v in metrics.items()}
+
+  totals, count = {}, 0.0
+  for batch, weight in data.eval_batches(source, batch_size):
+    for k, v in jax.device_get(sums(variables, batch, weight)).items():
+      totals[k] = totals.get(k, 0.0) + float(v)
+    count += float(weight.sum())
+  return {k: v / max(count, 1.0) for k, v in totals.items()}

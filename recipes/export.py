@@ -5,7 +5,10 @@ r"""Exports a finished run's model as a shipped checkpoint (``zoo.checkpoints``)
 Reads the latest checkpoint of ``--workdir`` (written by ``zoo.recipes.train``), keeps only what inference needs
 (the procedure's ``variables(state)``, i.e. params and e.g. batch statistics, not the optimizer state), and writes
 ``<out>/<name>/variables`` (Orbax) and ``<out>/<name>/meta.json`` with the model config and the evaluation the run
-recorded in ``results.json``.
+recorded in ``results.json`` (and the evaluation batch size, so ``zoo.checkpoints.evaluate`` batches as the run
+did). A procedure whose evaluation is not its task's metrics of ``model.apply`` defines
+``evaluate_variables(model, task, variables, batch)`` (a plain function, e.g. a ``staticmethod``); its dotted path goes
+into ``meta["evaluate"]``.
 """
 
 from __future__ import annotations
@@ -63,10 +66,14 @@ def export(workdir: str, name: str, out: str) -> str:
       "model": config.model.to_dict(),
       "dataset": {"name": config.data.name, "kwargs": config.data.kwargs.to_dict(), "split": results["eval_split"]},
       "metrics": results["metrics"],
+      "eval_batch_size": train_lib._eval_batch_size(config, trainer),  # pylint: disable=protected-access
       "steps": results["step"],
       "task": config.task.to_dict(),
       "produced_by": results.get("command", ""),
   }
+  evaluate = getattr(procedure, "evaluate_variables", None)  # a procedure whose evaluation is not the task's
+  if evaluate is not None:
+    meta["evaluate"] = f"{evaluate.__module__}:{evaluate.__qualname__}"
   with open(os.path.join(target, "meta.json"), "w") as f:
     json.dump(meta, f, indent=2)
   return target
