@@ -13,6 +13,9 @@ Command::
 Expected: test MSE 0.0014 (the noiseless teacher, 400 points; final convex objective 0.5462, cone violation 1e-4);
 1.04 with ``constrained=False``. Time: ~7 s of CPU time. (The task's ``relative_l2`` is meaningless here: many
 targets are exactly 0.)
+
+Shipped checkpoint: this command's run (seed 0, 80 steps) is ``zoo.checkpoints.load('convex_relu_teacher')``; the
+recovered two-layer net, test MSE 0.0014.
 """
 
 from zoo.recipes.configs import base_config

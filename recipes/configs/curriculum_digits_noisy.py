@@ -13,6 +13,9 @@ Command::
 
 Expected: clean test accuracy 0.953 with CCL, 0.929 vanilla, 0.936 with ``kind=random`` (seed 0). Time: ~14 s of CPU
 time (the logistic-regression reference model included).
+
+Shipped checkpoint: this command's run (seed 0, 4000 steps) is ``zoo.checkpoints.load('curriculum_digits_noisy')``;
+clean test accuracy 0.953.
 """
 
 from zoo.recipes.configs import base_config

@@ -13,6 +13,9 @@ Command::
 
 Expected: test accuracy 0.960 with noise (seed 0; 0.904 at step 500), 0.100 with ``--config.optimizer.grad_noise=0``
 (2000 steps reach 0.889: Adam 1e-2 with noise wanders late). Time: ~9 s of CPU time (2000 steps: 17 s).
+
+Shipped checkpoint: this command's run (seed 0, 1000 steps) is ``zoo.checkpoints.load('grad_noise_digits')``; test
+accuracy 0.960.
 """
 
 from zoo.recipes.configs import base_config

@@ -13,6 +13,9 @@ Command::
 
 Expected result: test MSE 0.0244 (PSNR 16.13 dB); the conventional baseline above 0.0252 (15.99 dB). About 10 s of
 CPU. The search (``get_sweep``) has not been run to completion here.
+
+Shipped checkpoint: this command's run (seed 0, 1000 steps) is ``zoo.checkpoints.load('hourglass_denoise')``; test
+MSE 0.0244.
 """
 
 import ml_collections

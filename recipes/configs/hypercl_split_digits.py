@@ -18,6 +18,10 @@ id after the last one), 33 s wall on a loaded 2-core machine; tests/papers/test_
 of 32): 0.975-0.996 over 9 seeds. The loop's
 batches mix every task and the step keeps only the current task's examples (~1/5 of each batch of 128).
 Fine-tuning baseline: ``--config.model.name=core.MLP --config.model.features='(32,2)'`` with the same procedure.
+
+Shipped checkpoint: this command's run (seed 0, 500 steps) is ``zoo.checkpoints.load('hypercl_split_digits')``; the
+hypernetwork with every task's embedding; ``model.apply(variables, {'task': ids, 'x': images})``; test accuracy
+0.9911 (17 s of CPU, 70 s wall on the loaded machine, 2026-12-04).
 """
 
 from zoo.recipes.configs import base_config

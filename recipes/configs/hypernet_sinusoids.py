@@ -13,6 +13,9 @@ Command::
 Expected (measured, seed 0): test MSE 0.0010 over all tasks after 1500 steps, 40 s wall on a loaded 2-core
 machine. tests/papers/test_hypernet_review.py (same settings): worst per-task test MSE 0.002-0.03 over 9 seeds,
 against ~0.62 mean MSE for one shared 1-32-32-1 net. Ablation: ``--config.model.hypernet.conditioning=none``.
+
+Shipped checkpoint: this command's run (seed 0, 1500 steps) is ``zoo.checkpoints.load('hypernet_sinusoids')``; test
+MSE 0.00099.
 """
 
 from zoo.recipes.configs import base_config

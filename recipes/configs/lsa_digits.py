@@ -12,6 +12,10 @@ Command::
 
 Expected: clean test accuracy 0.976 (0.978 with ``layer_reg=False``), seed 0; PGD-0.2 accuracy about 0.29 against
 0.23 (tests/papers/test_lsa_atlr.py). Time: ~10 s of CPU time.
+
+Shipped checkpoint: this command's run (seed 0, 600 steps) is ``zoo.checkpoints.load('lsa_digits')``; clean test
+accuracy 0.9756; its PGD-10 accuracy (step eps/4, the effect test's attack) 0.929 / 0.809 / 0.558 / 0.296 at eps
+0.05 / 0.1 / 0.15 / 0.2 (measured 2026-12-04).
 """
 
 from zoo.recipes.configs import base_config

@@ -14,6 +14,9 @@ Command::
 Expected (measured, seed 0): test MSE 0.0031 after 1000 steps, 24 s wall on a loaded 2-core machine.
 tests/papers/test_mip_hypernet.py (same settings): MIP 0.0015-0.0054 over 9 seeds, 0.05-0.22x the default
 hypernetwork's (``--config.model.hypernet.input_encoding=none --config.model.hypernet.residual=False``).
+
+Shipped checkpoint: this command's run (seed 0, 1000 steps) is ``zoo.checkpoints.load('mip_gamma_sinusoid')``; test
+MSE 0.0031.
 """
 
 from zoo.recipes.configs import base_config

@@ -13,6 +13,10 @@ Command::
 Expected result: digit accuracy ~0.67 under MCAR missingness (~0.95 under the training missingness), parity ~0.81;
 P-Fusion ~0.52 (seeds 0/1 of the effect test, trained with the same batches and init by zoo.recipes.sweep). About
 10 s of CPU.
+
+Shipped checkpoint: this command's run (seed 0, 600 steps) is ``zoo.checkpoints.load('multimodn_digits')``; digit
+accuracy 0.667 and parity 0.804 under MCAR missingness (``step0..4_accuracy`` 0.100 / 0.333 / 0.522 / 0.638 /
+0.667).
 """
 
 import ml_collections

@@ -10,8 +10,11 @@ Command::
   python -m zoo.recipes.train --config recipes/configs/shallow_digits.py --workdir /tmp/shallow_digits
 
 Expected result: test accuracy ~0.978 (seeds 0/1/2: 0.978 / 0.978 / 0.980); the deep ResidualStack 0.973 / 0.978 /
-0.973 (measured with zoo.recipes.sweep, which uses the same batches and initialisation as this command). About a
-minute of CPU per run on a 2-core machine.
+0.973 (measured with zoo.recipes.sweep, which uses the same batches and initialisation as this command). About 13 s
+of CPU per run (41 s wall on a loaded 2-core machine, 2026-12-04).
+
+Shipped checkpoint: this command's run (seed 0, 630 steps) is ``zoo.checkpoints.load('shallow_digits')``; test
+accuracy 0.9778.
 """
 
 import ml_collections
