@@ -31,7 +31,13 @@ def test_shipped_checkpoint_is_small(name):
 FLOORS = {"hopfield_digits": ("accuracy", ">=", 0.95), "vit_digits": ("accuracy", ">=", 0.85),
           "activator_digits": ("accuracy", ">=", 0.9), "kan_function_fitting": ("relative_l2", "<=", 0.02),
           "mgno_darcy": ("relative_l2", "<=", 0.02), "maxim_denoise": ("psnr", ">=", 28.0),
-          "prototype_digits": ("accuracy", ">=", 0.97)}
+          "prototype_digits": ("accuracy", ">=", 0.97),
+          "lsa_digits": ("accuracy", ">=", 0.96), "shallow_digits": ("accuracy", ">=", 0.96),
+          "hourglass_denoise": ("mse", "<=", 0.026), "hourglass_superres": ("mse", "<=", 0.02),
+          "multimodn_digits": ("accuracy", ">=", 0.63), "hypercl_split_digits": ("accuracy", ">=", 0.97),
+          "hypernet_sinusoids": ("mse", "<=", 0.002), "mip_gamma_sinusoid": ("mse", "<=", 0.005),
+          "convex_relu_teacher": ("mse", "<=", 0.003), "grad_noise_digits": ("accuracy", ">=", 0.93),
+          "curriculum_digits_noisy": ("accuracy", ">=", 0.93), "scaling_mlps_digits_wi64": ("accuracy", ">=", 0.97)}
 
 
 def test_every_shipped_checkpoint_has_a_floor():

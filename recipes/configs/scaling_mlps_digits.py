@@ -11,6 +11,10 @@ Command::
 
 Expected result: test accuracy 0.991 (without augmentation, ``--config.procedure.augment=False``: 0.989). About 25 s
 of CPU (1 minute wall on a loaded 2-core machine).
+
+Shipped checkpoint ``scaling_mlps_digits_wi64`` (``zoo.checkpoints.load``): this recipe at width 64
+(``--config.model.width=64``, B-4/Wi-64, 1000 steps, 15.7 s CPU), test accuracy 0.991 as at width 128, 558 KB; the
+width-128 model's export is 2.0 MB, over the 1 MB a shipped checkpoint may take.
 """
 
 import ml_collections
