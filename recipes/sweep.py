@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from zoo.recipes import builders
 from zoo.recipes import data as data_lib
@@ -99,7 +100,7 @@ def _train_group(configs: list[ml_collections.ConfigDict], train: dict[str, np.n
   first = configs[0]
   model = builders.make_model(first.model)
   task = builders.make_task(first.task)
-  optimizer = builders.make_optimizer(first.optimizer, total_steps=first.steps)
+  optimizer = builders.make_optimizer(first.optimizer, total_steps=first.steps, seed=int(first.seed))
   procedure = builders.make_procedure(first.procedure, model=model, task=task, optimizer=optimizer)
   seeds = [int(c.seed) for c in configs]
   batch_size, steps = int(first.data.batch_size), int(first.steps)
@@ -112,13 +113,19 @@ def _train_group(configs: list[ml_collections.ConfigDict], train: dict[str, np.n
     for m, b in enumerate(batches):
       order[t, m] = b.indices(t)
   device_train = {k: jnp.asarray(v) for k, v in train.items()}
+  # The optimizer is built once, so its gradient noise key (optax.add_noise) is a constant of the init; each member
+  # gets the key its own run would draw (noise_seed, else its seed: builders.make_optimizer's rule).
+  noise_seeds = [int(c.seed if c.optimizer.get("noise_seed") is None else c.optimizer.noise_seed) for c in configs]
+  noise_keys = jnp.stack([jax.random.key(s) for s in noise_seeds])
 
   @jax.jit
-  def run(arrays, seeds_arr, order_arr):
-    def init(seed, idx):  # the member's first batch, as the trainer initialises from batches(0)
-      return nn.unbox(procedure.init(jax.random.key(seed), {k: v[idx] for k, v in arrays.items()}))
+  def run(arrays, seeds_arr, order_arr, noise_keys):
+    def init(seed, idx, noise_key):  # the member's first batch, as the trainer initialises from batches(0)
+      state = nn.unbox(procedure.init(jax.random.key(seed), {k: v[idx] for k, v in arrays.items()}))
+      return jax.tree.map(lambda x: x._replace(rng_key=noise_key) if isinstance(x, optax.AddNoiseState) else x,
+                          state, is_leaf=lambda x: isinstance(x, optax.AddNoiseState))
 
-    states = jax.vmap(init)(seeds_arr, order_arr[0])
+    states = jax.vmap(init)(seeds_arr, order_arr[0], noise_keys)
 
     def body(states, idx):  # idx: [members, batch]
       batch = {k: v[idx] for k, v in arrays.items()}
@@ -127,7 +134,7 @@ def _train_group(configs: list[ml_collections.ConfigDict], train: dict[str, np.n
 
     return jax.lax.scan(body, states, order_arr)
 
-  states, losses = run(device_train, jnp.asarray(seeds), jnp.asarray(order))
+  states, losses = run(device_train, jnp.asarray(seeds), jnp.asarray(order), noise_keys)
   evals = [{} for _ in seeds]
   if test is not None:
     evaluate = jax.jit(jax.vmap(procedure.evaluate, in_axes=(0, None)))

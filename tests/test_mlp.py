@@ -226,3 +226,21 @@ def test_sweep_vmapped_seeds_equal_single_runs_and_power_law():
     sweep.power_law([1, 0], [1, 1])
   with pytest.raises(ValueError, match="identical"):
     sweep.run_sweep([_config(8, 0), _config(8, 0)])
+
+
+def _noise_keys(state):
+  found = [x.rng_key for x in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, optax.AddNoiseState))
+           if isinstance(x, optax.AddNoiseState)]
+  assert len(found) == 1
+  return jax.random.key_data(found[0])
+
+
+def test_sweep_members_draw_their_own_gradient_noise():
+  """Each vmapped member's optax.add_noise key is its own run's (its seed), not one key shared by the members."""
+  configs = [_config(8, seed, steps=1) for seed in (0, 1)]
+  for c in configs:
+    c.optimizer.grad_noise = 0.01
+  recs = sweep.run_sweep(configs, keep_states=True)
+  for rec, noise_seed in zip(recs, (0, 1)):
+    key, _ = jax.random.split(jax.random.key(noise_seed))  # add_noise splits its key once per update
+    np.testing.assert_array_equal(_noise_keys(rec["state"]), jax.random.key_data(key))
