@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU/TPU: kernel correctness (compiled), then speed and memory of every kernel against its
 # baselines, all in one results file. Installs nothing: it needs the repo (pip install -e . already done, or the
-# venv carried) and runs in under 8 minutes on an H100/H200 (each step has its own time limit, so one slow step
+# venv carried) and runs in under 10 minutes on an H100/H200 (each step has its own time limit, so one slow step
 # cannot eat the others' time; a step that hits its limit is reported as such and the script goes on).
 #
 #   bash benchmarks/device.sh             # on the device; results in $OUT/device_results.md (or benchmarks/)
@@ -14,6 +14,8 @@
 #   3. kan.py            fused KAN kernel vs the naive jnp layer and an equal-parameter MLP: time and memory
 #   4. multigrid.py      V-cycle and MgNO layer, kernels vs lax.conv: time and memory
 #   5. maxsim.py         ColBERT MaxSim kernel vs einsum + max: time and memory
+#   6. segment_attention.py  segment-id attention (packed ART-style sequences, 10-100% coverage): FLOPs skipped
+#                        and time against full attention and a dense mask, causal and not; output checked
 # Record the figures in benchmarks/RESULTS.md with the device named.
 set -uo pipefail
 
@@ -53,6 +55,7 @@ if [[ $DRY -eq 1 ]]; then
   step "kan" 300 python benchmarks/kan.py --batches 256 --widths 32 --reps 1
   step "multigrid" 300 python benchmarks/multigrid.py --sizes 32 --channels 4 --batch 1 --reps 1
   step "maxsim" 300 python benchmarks/maxsim.py --docs 4 --doc-lengths 32 --reps 1
+  step "segment attention" 300 python benchmarks/segment_attention.py --lengths 256 --coverages 0.25 1.0 --reps 1
 else
   step "kernel correctness" 90 python benchmarks/kernels_check.py
   step "attention" 200 python benchmarks/attention.py --lengths 1024 2048 4096 8192 16384 --head-dims 64 128 \
@@ -60,6 +63,9 @@ else
   step "kan" 60 python benchmarks/kan.py
   step "multigrid" 60 python benchmarks/multigrid.py
   step "maxsim" 50 python benchmarks/maxsim.py
+  step "segment attention" 50 python benchmarks/segment_attention.py --lengths 4096 8192 --reps 10
+  step "segment attention, causal" 30 python benchmarks/segment_attention.py --lengths 8192 --causal --padding 0.1 \
+    --reps 10
 fi
 
 if [[ ${#FAILED[@]} -eq 0 ]]; then

@@ -7,6 +7,8 @@ Layout and semantics follow ``jax.nn.dot_product_attention``::
   value: [batch, kv_length, kv_heads, value_dim]
   bias:  broadcastable to [batch, heads, q_length, kv_length], added to the logits
   mask:  bool, broadcastable to [batch, heads, q_length, kv_length]; True means "may attend"
+  q_segment_ids: int [batch, q_length], kv_segment_ids: int [batch, kv_length] (default: q's): query i may attend
+         to key j only if q_segment_ids[i] == kv_segment_ids[j] >= 0 (packed sequences; negative = padding)
   out:   [batch, q_length, heads, value_dim]
 
   out = softmax(scale * query @ key^T + bias, masked) @ value,   scale = 1/sqrt(head_dim) by default
@@ -37,15 +39,21 @@ Parts, in the order of DESIGN.md "Kernels":
   ``jax.lax.platform_dependent`` at lowering time, so one jitted function carries every path and exports for any
   platform.
 * :func:`reference`: plain ``jnp``, the source of truth, the test oracle and the fallback.
+* Segment ids, in :mod:`zoo.kernels.attention_segments`: checks, the dense rule (the reference's), and the kernels'
+  per-tile masks and tile skipping, in the style of jax's splash attention. The ids reach the kernels as small
+  per-tile int arrays (never a ``[q, k]`` mask in HBM); a (query tile, key tile) pair whose id spans do not
+  overlap is skipped (Triton: ``lax.cond`` in the tile loop; TPU: spans scalar-prefetched into SMEM and
+  ``pl.when``), in the forward and both backward kernels. Exact for sorted (packed) ids, conservative otherwise.
 
 Details and limits:
 
 * Softmax statistics and accumulators are float32 whatever the input dtype; the probabilities are cast to the
   value dtype before the second matmul, as the reference casts its weights.
-* A fully masked row (no allowed key, e.g. the first rows of a causal mask when q_length > kv_length) ends the
-  forward kernel with a log-sum-exp at the float32 minimum; the wrapper replaces those rows by the mean of the
-  values (uniform attention, as the reference), and the backward kernels give them zero probability, so their
-  gradient flows only through that mean.
+* A fully masked row (no allowed key, e.g. the first rows of a causal mask when q_length > kv_length, or a query
+  with a negative segment id or an id no key has) ends the forward kernel with a log-sum-exp at the float32 minimum
+  (or -inf when all its tiles were skipped); the wrapper replaces those rows by the mean of the values (uniform
+  attention, as the reference), and the backward kernels give them zero probability, so their gradient flows only
+  through that mean.
 * The bias gradient (an O(q_length * kv_length) write) is computed only when the bias is differentiated
   (``custom_vjp(symbolic_zeros=True)`` tells the forward pass which inputs are perturbed).
 * Under a mesh (``jax.set_mesh``) the kernel runs per shard in a ``shard_map`` over the batch and head axes (see
@@ -81,6 +89,7 @@ from jax import lax
 
 from zoo.kernels.attention_pallas import _FULLY_MASKED, _LANES, _MASK, _Plan, _block_pair, _flash, _pow2_at_least
 from zoo.kernels.attention_pallas import _round_up
+from zoo.kernels import attention_segments as _segments
 
 __all__ = ["BlockSizes", "attention", "flash_attention", "kernel_unsupported_reason", "reference"]
 
@@ -216,10 +225,13 @@ def kernel_unsupported_reason(query, key, value, *, bias=None, mask=None, scale=
 
 def flash_attention(query, key, value, *, bias=None, mask=None, is_causal: bool = False, scale: float | None = None,
                     block_sizes: BlockSizes | None = None, backend: str = "gpu", interpret: Any = False,
-                    debug: bool = False):
+                    debug: bool = False, q_segment_ids=None, kv_segment_ids=None):
   """The Pallas kernel for one lowering; shapes and semantics as in the module docstring.
 
   Args:
+    q_segment_ids, kv_segment_ids: int ``[batch, q_length]`` / ``[batch, kv_length]`` (kv defaults to q's): see
+      :func:`attention`. The ids travel to the kernels as per-tile int arrays; tile pairs without a common id are
+      skipped (:mod:`zoo.kernels.attention_segments`).
     backend: ``'gpu'`` (Triton) or ``'tpu'`` (Mosaic TPU): which kernel is built.
     block_sizes: tiles; default :meth:`BlockSizes.get_default` for ``backend``.
     interpret: run the kernel in the Pallas interpreter (CPU, for tests and debugging). ``True`` uses the generic
@@ -229,6 +241,8 @@ def flash_attention(query, key, value, *, bias=None, mask=None, is_causal: bool 
   Differentiable in query, key, value and bias (custom_vjp with Pallas backward kernels).
   """
   _check(query, key, value)
+  q_ids, kv_ids = _segments.check(q_segment_ids, kv_segment_ids, query.shape[0], query.shape[1], key.shape[1],
+                                  "flash_attention")
   if backend not in ("gpu", "tpu"):
     raise ValueError(f"flash_attention: `backend` must be 'gpu' or 'tpu'; got {backend!r}.")
   reason = kernel_unsupported_reason(query, key, value, bias=bias, mask=mask, scale=scale, backend=backend)
@@ -259,6 +273,7 @@ def flash_attention(query, key, value, *, bias=None, mask=None, is_causal: bool 
   plan = _Plan(backend=backend, scale=scale, causal=bool(is_causal), q_len=tq, kv_len=tk, kv_len_padded=tk_p,
                heads=h, kv_heads=hk,
                bias_bcast=None if bias4 is None else tuple(n == 1 for n in bias4.shape[:3]),
+               segmented=q_ids is not None,
                block_q=bq, block_k=bk, block_q_dkv=bq_dkv, block_k_dkv=bk_dkv, block_q_dq=bq_dq, block_k_dq=bk_dq,
                num_warps=bs.num_warps, num_stages=bs.num_stages, interpret=interpret, debug=bool(debug))
 
@@ -270,15 +285,16 @@ def flash_attention(query, key, value, *, bias=None, mask=None, is_causal: bool 
   if bias4 is not None:
     widths = [(0, 0), (0, 0), (0, 0 if bias4.shape[2] == 1 else tq_p - tq), (0, tk_p - tk)]
     bias4 = jnp.pad(bias4, widths) if any(w for _, w in widths) else bias4
+  segs = None if q_ids is None else _segments.prepare(q_ids, kv_ids, tq_p, tk_p)
   if backend == "tpu":
     q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
-  out, lse = _flash(plan, q, k, v, bias4)
+  out, lse = _flash(plan, q, k, v, bias4, segs)
   if backend == "tpu":
     out = out.transpose(0, 2, 1, 3)
   out = out[:, :tq, :, :dv]
   lse = lse[:, :, :tq]
 
-  if bias4 is not None or (plan.causal and tq > tk):
+  if bias4 is not None or plan.segmented or (plan.causal and tq > tk):
     # Rows with no allowed key attend uniformly to all keys (as `reference` and jax.nn.dot_product_attention).
     mean_v = jnp.mean(value.astype(jnp.float32), axis=1)  # [b, hk, dv]
     mean_v = jnp.repeat(mean_v, h // hk, axis=1)[:, None].astype(out.dtype)  # [b, 1, h, dv]
@@ -340,11 +356,12 @@ def _mesh_split(query, key):
   return mesh, batch_axes, head_axes
 
 
-def _per_shard(fn, query, key, value, bias, mask):
-  """``fn(query, key, value, bias, mask)`` run per batch/head shard of the current mesh (see `_mesh_split`)."""
+def _per_shard(fn, query, key, value, bias, mask, q_ids=None, kv_ids=None):
+  """``fn(query, key, value, bias, mask, q_ids, kv_ids)`` run per batch/head shard of the current mesh (see
+  `_mesh_split`)."""
   split = _mesh_split(query, key)
   if split is None:
-    return fn(query, key, value, bias, mask)
+    return fn(query, key, value, bias, mask, q_ids, kv_ids)
   mesh, batch_axes, head_axes = split
   b, tq, h, _ = query.shape
   tk = key.shape[1]
@@ -358,12 +375,17 @@ def _per_shard(fn, query, key, value, bias, mask):
       args.append(x)
       specs.append(jax.sharding.PartitionSpec(bspec if x.shape[0] == b else None, hspec if x.shape[1] == h else None))
       names.append(name)
+  for name, x in (("q_ids", q_ids), ("kv_ids", kv_ids)):
+    if x is not None:
+      args.append(x)
+      specs.append(_segments.shard_spec(bspec))
+      names.append(name)
   if mesh.explicit_axes:
     args = [jax.sharding.reshard(x, s) for x, s in zip(args, specs)]
 
   def local(q, k, v, *extra):
     kw = dict(zip(names, extra))
-    return fn(q, k, v, kw.get("bias"), kw.get("mask"))
+    return fn(q, k, v, kw.get("bias"), kw.get("mask"), kw.get("q_ids"), kw.get("kv_ids"))
   return jax.shard_map(local, mesh=mesh, in_specs=tuple(specs), out_specs=qspec, check_vma=False)(*args)
 
 
@@ -375,10 +397,16 @@ def _per_shard(fn, query, key, value, bias, mask):
 def attention(query, key, value, *, bias=None, mask=None, is_causal: bool = False, scale: float | None = None,
               dropout_rate: float = 0.0, dropout_rng=None, impl: str = "auto",
               block_sizes: BlockSizes | dict[str, BlockSizes] | None = None, interpret: bool | None = None,
-              debug: bool = False):
+              debug: bool = False, q_segment_ids=None, kv_segment_ids=None):
   """Scaled dot-product attention; shapes as in the module docstring.
 
   Args:
+    q_segment_ids, kv_segment_ids: int ``[batch, q_length]`` / ``[batch, kv_length]`` (``kv_segment_ids``
+      defaults to ``q_segment_ids``, which needs equal lengths): query ``i`` attends to key ``j`` only when
+      ``q_segment_ids[i] == kv_segment_ids[j] >= 0`` (packed sequences; a negative id is padding), "and"-ed with
+      ``mask``, ``bias`` and ``is_causal``. A query with no allowed key (e.g. a negative id) is a fully masked row:
+      it attends uniformly to every key, as any fully masked row here. The kernels compute this mask per tile
+      from the ids (no ``[q, k]`` mask is built) and skip the tile pairs without a common id.
     impl: ``'xla'`` runs :func:`reference`. ``'pallas'`` forces the kernel: Triton on CUDA GPUs, Mosaic on TPUs,
       the Triton kernel in the Pallas interpreter elsewhere (CPU). ``'auto'``: the kernel on CUDA GPUs and TPUs
       when it supports the inputs (logging the reason when it does not), :func:`reference` elsewhere.
@@ -394,8 +422,10 @@ def attention(query, key, value, *, bias=None, mask=None, is_causal: bool = Fals
   if impl not in ("auto", "pallas", "xla"):
     raise ValueError(f"attention: `impl` must be 'auto', 'pallas' or 'xla'; got {impl!r}.")
   _check(query, key, value, bias, mask, dropout_rate)
+  q_ids, kv_ids = _segments.check(q_segment_ids, kv_segment_ids, query.shape[0], query.shape[1], key.shape[1])
   ref = functools.partial(reference, bias=bias, mask=mask, is_causal=is_causal, scale=scale,
-                          dropout_rate=dropout_rate, dropout_rng=dropout_rng)
+                          dropout_rate=dropout_rate, dropout_rng=dropout_rng, q_segment_ids=q_ids,
+                          kv_segment_ids=kv_ids)
   if impl == "xla":
     return ref(query, key, value)
 
@@ -418,7 +448,9 @@ def attention(query, key, value, *, bias=None, mask=None, is_causal: bool = Fals
       run = functools.partial(_flash_attention_jit, scale=scale, **static)
     else:  # a traced scale (a learned inverse temperature) is an operand, not part of the cache key
       run = functools.partial(flash_attention, scale=scale, **static)
-    return lambda q, k, v: _per_shard(lambda *a: run(*a[:3], bias=a[3], mask=a[4]), q, k, v, bias, mask)
+    return lambda q, k, v: _per_shard(
+        lambda *a: run(*a[:3], bias=a[3], mask=a[4], q_segment_ids=a[5], kv_segment_ids=a[6]), q, k, v, bias, mask,
+        q_ids, kv_ids)
 
   default = kernel("gpu", True) if impl == "pallas" else ref
   return lax.platform_dependent(query, key, value, cuda=kernel("gpu", False), tpu=kernel("tpu", False),
@@ -462,16 +494,21 @@ def _check(query, key, value, bias=None, mask=None, dropout_rate=0.0):
 
 
 def reference(query, key, value, *, bias=None, mask=None, is_causal: bool = False, scale: float | None = None,
-              dropout_rate: float = 0.0, dropout_rng=None):
+              dropout_rate: float = 0.0, dropout_rng=None, q_segment_ids=None, kv_segment_ids=None):
   """Plain ``jnp`` attention; shapes as in the module docstring. Softmax in float32 (float64 for float64 inputs),
   output in query's dtype.
 
   ``dropout_rate``/``dropout_rng`` drop entries of the attention weights (inverted dropout), as the Hopfield layers
   do on their association matrix. Fully masked rows attend uniformly, as in ``jax.nn.dot_product_attention``.
+  Segment ids (see :func:`attention`) become the dense ``[batch, 1, q_length, kv_length]`` mask here.
   """
   _check(query, key, value, bias, mask, dropout_rate)
   b, tq, h, d = query.shape
   tk, hk = key.shape[1], key.shape[2]
+  q_ids, kv_ids = _segments.check(q_segment_ids, kv_segment_ids, b, tq, tk, "reference")
+  if q_ids is not None:
+    same = _segments.dense_mask(q_ids, kv_ids)
+    mask = same if mask is None else jnp.logical_and(mask, same)
   scale = d ** -0.5 if scale is None else scale
   # float32 accumulation for 16/32-bit inputs; float64 inputs (under jax_enable_x64) get float64 arithmetic.
   acc = jnp.promote_types(jnp.result_type(query, key, value), jnp.float32)

@@ -11,6 +11,11 @@ inside that call:
   the output and each row's log-sum-exp), a dK/dV kernel and a dQ kernel (which also writes the bias gradient when
   the bias is differentiated);
 * :func:`_flash`, the ``custom_vjp`` tying the forward kernel to the two backward kernels.
+
+With segment ids (``_Plan.segmented``) every kernel also gets the ids of its tiles and "and"s ``q == kv`` into its
+mask, and skips the tile pairs without a common id; the helpers are in :mod:`zoo.kernels.attention_segments`.
+Operand order of every kernel: q, k, v, [bias], [q ids, kv ids], then the backward's do, lse, delta; on TPU the
+four scalar-prefetch span arrays come first.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltr
+
+from zoo.kernels import attention_segments as seg
 
 __all__: list[str] = []  # private to zoo.kernels.attention
 
@@ -56,6 +63,7 @@ class _Plan:
   heads: int
   kv_heads: int
   bias_bcast: tuple[bool, bool, bool] | None  # bias broadcast over (batch, heads, q) or None when no bias
+  segmented: bool  # segment ids given (see zoo.kernels.attention_segments)
   block_q: int
   block_k: int
   block_q_dkv: int
@@ -136,24 +144,39 @@ def _causal_first_q_block(plan: _Plan, kv_block, block_q: int, block_k: int):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _split_refs(plan: _Plan, refs, n_head: int):
+  """``refs`` = head refs, [bias], [q ids, kv ids], rest -> (head refs, bias_ref, (q ids, kv ids) | None, rest)."""
+  refs = list(refs)
+  head, rest = refs[:n_head], refs[n_head:]
+  bias_ref = rest.pop(0) if plan.bias_bcast is not None else None
+  seg_refs = (rest.pop(0), rest.pop(0)) if plan.segmented else None
+  return head, bias_ref, seg_refs, rest
+
+
+def _and(keep, other):
+  return other if keep is None else (keep if other is None else jnp.logical_and(keep, other))
+
+
 def _gpu_fwd_kernel(*refs, plan: _Plan, num_kv_blocks: int):
-  if plan.bias_bcast is not None:
-    q_ref, k_ref, v_ref, bias_ref, o_ref, lse_ref = refs
-  else:
-    (q_ref, k_ref, v_ref, o_ref, lse_ref), bias_ref = refs, None
+  (q_ref, k_ref, v_ref), bias_ref, seg_refs, (o_ref, lse_ref) = _split_refs(plan, refs, 3)
   bq, bk = plan.block_q, plan.block_k
   i = pl.program_id(0)
   q = q_ref[...]  # [bq, d]
   rows = i * bq + jnp.arange(bq)[:, None]
+  q_ids = None if seg_refs is None else seg_refs[0][...]  # [bq]
+  q_span = None if seg_refs is None else seg.span(q_ids)
 
   def body(j, carry):
-    acc, m, l = carry
     start = j * bk
+    return seg.gpu_step(seg_refs, q_ids, start, bk, functools.partial(step, start), lambda c: c, carry, q_span)
+
+  def step(start, carry, same):
+    acc, m, l = carry
     k = k_ref[pl.ds(start, bk), :]  # [bk, d]
     s = pltr.dot(q, k, trans_b=True) * plan.scale  # [bq, bk] float32
     if bias_ref is not None:
       s = s + bias_ref[:, pl.ds(start, bk)].astype(jnp.float32)  # [bq or 1, bk]
-    keep = _keep_mask(plan, rows, start + jnp.arange(bk)[None, :])
+    keep = _and(_keep_mask(plan, rows, start + jnp.arange(bk)[None, :]), same)
     if keep is not None:
       s = jnp.where(keep, s, _MASK)
     m_new = jnp.maximum(m, jnp.max(s, axis=1))
@@ -191,8 +214,11 @@ def _gpu_params(plan: _Plan, head_dim: int):
   return pltr.CompilerParams(num_warps=warps, num_stages=plan.num_stages or 2)
 
 
-def _gpu_forward(plan: _Plan, q, k, v, bias):
-  """q: [b, Tq, h, d], k: [b, Tk, hk, d], v: [b, Tk, hk, dv] (padded) -> out [b, Tq, h, dv], lse [b, h, Tq]."""
+def _gpu_forward(plan: _Plan, q, k, v, bias, segs):
+  """q: [b, Tq, h, d], k: [b, Tk, hk, d], v: [b, Tk, hk, dv] (padded) -> out [b, Tq, h, dv], lse [b, h, Tq].
+
+  ``segs``: the prepared ids ``([b, Tq], [b, Tk])`` int32, or None.
+  """
   b, tq, h, d = q.shape
   tk, dv = k.shape[1], v.shape[-1]
   g = plan.groups
@@ -206,6 +232,9 @@ def _gpu_forward(plan: _Plan, q, k, v, bias):
   if bias is not None:
     in_specs.append(_gpu_bias_spec(plan, bq, None, tq, tk, "q"))
     args.append(bias)
+  if segs is not None:
+    in_specs += seg.gpu_specs(bq, tq, None, tk, "q")
+    args += list(segs)
   return pl.pallas_call(
       functools.partial(_gpu_fwd_kernel, plan=plan, num_kv_blocks=tk // plan.block_k),
       grid=(tq // bq, b, h),
@@ -219,11 +248,8 @@ def _gpu_forward(plan: _Plan, q, k, v, bias):
 
 
 def _gpu_dkv_kernel(*refs, plan: _Plan, num_q_blocks: int):
-  has_bias = plan.bias_bcast is not None
-  if has_bias:
-    q_ref, k_ref, v_ref, bias_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref = refs
-  else:
-    (q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref), bias_ref = refs, None
+  (q_ref, k_ref, v_ref), bias_ref, seg_refs, rest = _split_refs(plan, refs, 3)
+  do_ref, lse_ref, delta_ref, dk_ref, dv_ref = rest
   bq, bk = plan.block_q_dkv, plan.block_k_dkv
   j = pl.program_id(0)
   k = k_ref[...]  # [bk, d]
@@ -232,10 +258,20 @@ def _gpu_dkv_kernel(*refs, plan: _Plan, num_q_blocks: int):
   dk = jnp.zeros(k.shape, jnp.float32)
   dv = jnp.zeros(v.shape, jnp.float32)
   lo = _causal_first_q_block(plan, j, bq, bk)
+  if seg_refs is not None:
+    kv_ids = seg_refs[1][...]  # [bk]
+    kv_span = seg.span(kv_ids)
   for head in range(plan.groups):  # the query heads that share this key/value head (grouped-query attention)
     def body(i, carry, head=head):
-      dk, dv = carry
       start = i * bq
+      if seg_refs is None:
+        return step(start, head, carry, None)
+      q_ids = seg_refs[0][pl.ds(start, bq)]
+      return lax.cond(seg.overlap(*seg.span(q_ids), *kv_span),
+                      lambda c: step(start, head, c, q_ids[:, None] == kv_ids[None, :]), lambda c: c, carry)
+
+    def step(start, head, carry, same):
+      dk, dv = carry
       q = q_ref[pl.ds(start, bq), head, :]  # [bq, d]
       do = do_ref[pl.ds(start, bq), head, :]  # [bq, dv]
       s = pltr.dot(q, k, trans_b=True) * plan.scale
@@ -243,7 +279,7 @@ def _gpu_dkv_kernel(*refs, plan: _Plan, num_q_blocks: int):
         hb = 0 if plan.bias_bcast[1] else head
         brows = pl.ds(0, 1) if plan.bias_bcast[2] else pl.ds(start, bq)
         s = s + bias_ref[hb, brows, :].astype(jnp.float32)
-      keep = _keep_mask(plan, start + jnp.arange(bq)[:, None], cols)
+      keep = _and(_keep_mask(plan, start + jnp.arange(bq)[:, None], cols), same)
       if keep is not None:
         s = jnp.where(keep, s, _MASK)
       p = jnp.exp(s - lse_ref[head, pl.ds(start, bq)][:, None])  # [bq, bk]
@@ -258,11 +294,9 @@ def _gpu_dkv_kernel(*refs, plan: _Plan, num_q_blocks: int):
 
 
 def _gpu_dq_kernel(*refs, plan: _Plan, num_kv_blocks: int, need_dbias: bool):
-  refs = list(refs)
-  q_ref, k_ref, v_ref = refs[:3]
-  bias_ref = refs.pop(3) if plan.bias_bcast is not None else None
-  do_ref, lse_ref, delta_ref, dq_ref = refs[3:7]
-  dbias_ref = refs[7] if need_dbias else None
+  (q_ref, k_ref, v_ref), bias_ref, seg_refs, rest = _split_refs(plan, refs, 3)
+  do_ref, lse_ref, delta_ref, dq_ref = rest[:4]
+  dbias_ref = rest[4] if need_dbias else None
   bq, bk = plan.block_q_dq, plan.block_k_dq
   i = pl.program_id(0)
   q = q_ref[...]
@@ -270,15 +304,26 @@ def _gpu_dq_kernel(*refs, plan: _Plan, num_kv_blocks: int, need_dbias: bool):
   lse = lse_ref[...][:, None]
   delta = delta_ref[...][:, None]
   rows = i * bq + jnp.arange(bq)[:, None]
+  q_ids = None if seg_refs is None else seg_refs[0][...]
+  q_span = None if seg_refs is None else seg.span(q_ids)
+
+  def skip(start, dq):  # a tile pair with no allowed pair: its bias gradient is 0
+    if dbias_ref is not None:
+      dbias_ref[:, pl.ds(start, bk)] = jnp.zeros((bq, bk), dbias_ref.dtype)
+    return dq
 
   def body(j, dq):
     start = j * bk
+    return seg.gpu_step(seg_refs, q_ids, start, bk, functools.partial(step, start), functools.partial(skip, start),
+                        dq, q_span)
+
+  def step(start, dq, same):
     k = k_ref[pl.ds(start, bk), :]
     v = v_ref[pl.ds(start, bk), :]
     s = pltr.dot(q, k, trans_b=True) * plan.scale
     if bias_ref is not None:
       s = s + bias_ref[:, pl.ds(start, bk)].astype(jnp.float32)
-    keep = _keep_mask(plan, rows, start + jnp.arange(bk)[None, :])
+    keep = _and(_keep_mask(plan, rows, start + jnp.arange(bk)[None, :]), same)
     if keep is not None:
       s = jnp.where(keep, s, _MASK)
     p = jnp.exp(s - lse)
@@ -297,7 +342,7 @@ def _gpu_dq_kernel(*refs, plan: _Plan, num_kv_blocks: int, need_dbias: bool):
     lax.fori_loop(hi, num_kv_blocks, zero, 0)
 
 
-def _gpu_backward(plan: _Plan, q, k, v, bias, do, lse, delta, need_dbias: bool):
+def _gpu_backward(plan: _Plan, q, k, v, bias, segs, do, lse, delta, need_dbias: bool):
   """Padded GPU-layout inputs -> dq, dk, dv (padded) and the full float32 ``ds`` [b, h, Tq, Tk] or None."""
   b, tq, h, d = q.shape
   tk, hk, dv = k.shape[1], k.shape[2], v.shape[-1]
@@ -315,6 +360,9 @@ def _gpu_backward(plan: _Plan, q, k, v, bias, do, lse, delta, need_dbias: bool):
   if bias is not None:
     in_specs.append(_gpu_bias_spec(plan, None, bk, tq, tk, "kv"))
     args.append(bias)
+  if segs is not None:
+    in_specs += seg.gpu_specs(None, tq, bk, tk, "kv")
+    args += list(segs)
   in_specs += [
       pl.BlockSpec((None, tq, g, dv), lambda j, bi, hi: (bi, 0, hi, 0)),
       pl.BlockSpec((None, g, tq), lambda j, bi, hi: (bi, hi, 0)),
@@ -342,6 +390,9 @@ def _gpu_backward(plan: _Plan, q, k, v, bias, do, lse, delta, need_dbias: bool):
   if bias is not None:
     in_specs.append(_gpu_bias_spec(plan, bq, None, tq, tk, "q"))
     args.append(bias)
+  if segs is not None:
+    in_specs += seg.gpu_specs(bq, tq, None, tk, "q")
+    args += list(segs)
   in_specs += [
       pl.BlockSpec((None, bq, None, dv), lambda i, bi, hi: (bi, i, hi, 0)),
       pl.BlockSpec((None, None, bq), lambda i, bi, hi: (bi, hi, i)),
@@ -370,7 +421,7 @@ def _gpu_backward(plan: _Plan, q, k, v, bias, do, lse, delta, need_dbias: bool):
 _TRANS_B = (((1,), (1,)), ((), ()))
 
 
-def _tpu_logits(plan: _Plan, q, k, bias_ref, rows0, cols0):
+def _tpu_logits(plan: _Plan, q, k, bias_ref, rows0, cols0, seg_refs=None):
   s = lax.dot_general(q, k, _TRANS_B, preferred_element_type=jnp.float32) * plan.scale
   if bias_ref is not None:
     s = s + bias_ref[...].astype(jnp.float32)
@@ -378,6 +429,8 @@ def _tpu_logits(plan: _Plan, q, k, bias_ref, rows0, cols0):
   rows = rows0 + lax.broadcasted_iota(jnp.int32, shape, 0)
   cols = cols0 + lax.broadcasted_iota(jnp.int32, shape, 1)
   keep = _keep_mask(plan, rows, cols)
+  if seg_refs is not None:
+    keep = _and(keep, seg.tpu_same(seg_refs, shape[1]))
   return s if keep is None else jnp.where(keep, s, _MASK)
 
 
@@ -386,11 +439,32 @@ def _lanes(x, n: int):
   return x if n == _LANES else jnp.tile(x, (1, n // _LANES))
 
 
-def _tpu_fwd_kernel(*refs, plan: _Plan, num_kv_blocks: int):
-  if plan.bias_bcast is not None:
-    q_ref, k_ref, v_ref, bias_ref, o_ref, lse_ref, m_sc, l_sc, acc_sc = refs
-  else:
-    (q_ref, k_ref, v_ref, o_ref, lse_ref, m_sc, l_sc, acc_sc), bias_ref = refs, None
+def _tpu_refs(plan: _Plan, refs):
+  """The kernel's refs: (SMEM tile spans | None, q, k, v, bias_ref, segment-id refs | None, the rest)."""
+  spans, refs = (refs[:4], refs[4:]) if plan.segmented else (None, refs)
+  (q_ref, k_ref, v_ref), bias_ref, seg_refs, rest = _split_refs(plan, refs, 3)
+  return spans, q_ref, k_ref, v_ref, bias_ref, seg_refs, rest
+
+
+def _tpu_visit(run, spans, i, j, num_q_blocks, num_kv_blocks):
+  """``run`` and, with segment ids, whether query tile ``i`` and key tile ``j`` can share an id."""
+  if spans is None:
+    return run
+  ok = seg.tpu_visit(spans, pl.program_id(0), i, j, num_q_blocks, num_kv_blocks)
+  return ok if run is None else jnp.logical_and(run, ok)
+
+
+def _tpu_call(plan: _Plan, kernel, grid, in_specs, out_specs, out_shape, scratch, semantics, prefetch, args, name):
+  """pallas_call with the segment spans (when given) as scalar-prefetch operands in SMEM."""
+  grid_spec = pltpu.PrefetchScalarGridSpec(num_scalar_prefetch=len(prefetch), grid=grid, in_specs=in_specs,
+                                           out_specs=out_specs, scratch_shapes=scratch)
+  return pl.pallas_call(kernel, grid_spec=grid_spec, out_shape=out_shape, compiler_params=_tpu_params(*semantics),
+                        interpret=plan.interpret, debug=plan.debug, name=name)(*prefetch, *args)
+
+
+def _tpu_fwd_kernel(*refs, plan: _Plan, num_q_blocks: int, num_kv_blocks: int):
+  spans, q_ref, k_ref, v_ref, bias_ref, seg_refs, rest = _tpu_refs(plan, refs)
+  o_ref, lse_ref, m_sc, l_sc, acc_sc = rest
   bq, bk = plan.block_q, plan.block_k
   i, j = pl.program_id(2), pl.program_id(3)
 
@@ -400,9 +474,10 @@ def _tpu_fwd_kernel(*refs, plan: _Plan, num_kv_blocks: int):
     l_sc[...] = jnp.zeros(l_sc.shape, jnp.float32)
     acc_sc[...] = jnp.zeros(acc_sc.shape, jnp.float32)
 
-  @pl.when(j < _causal_kv_blocks(plan, i, bq, bk, num_kv_blocks))
+  @pl.when(_tpu_visit(j < _causal_kv_blocks(plan, i, bq, bk, num_kv_blocks), spans, i, j, num_q_blocks,
+                      num_kv_blocks))
   def _step():
-    s = _tpu_logits(plan, q_ref[...], k_ref[...], bias_ref, i * bq, j * bk)  # [bq, bk]
+    s = _tpu_logits(plan, q_ref[...], k_ref[...], bias_ref, i * bq, j * bk, seg_refs)  # [bq, bk]
     m_prev = m_sc[...]  # [bq, 128]
     m_new = jnp.maximum(m_prev, jnp.max(s, axis=1)[:, None])
     alpha = jnp.exp(m_prev - m_new)
@@ -434,7 +509,21 @@ def _tpu_params(n_parallel: int, n_arbitrary: int):
   return pltpu.CompilerParams(dimension_semantics=("parallel",) * n_parallel + ("arbitrary",) * n_arbitrary)
 
 
-def _tpu_forward(plan: _Plan, q, k, v, bias):
+def _tpu_extra(plan: _Plan, bias, segs, bq: int, bk: int, index):
+  """Specs, operands and scalar-prefetch operands of the bias and segment ids; ``index(*grid ids) -> (batch, head,
+  q tile, k tile)`` (the index maps also receive the prefetch refs, ignored)."""
+  specs, args, prefetch = [], [], []
+  if bias is not None:
+    specs.append(_tpu_bias_spec(plan, bq, bk, lambda *ids: index(*ids[:5])))
+    args.append(bias)
+  if segs is not None:
+    specs += seg.tpu_specs(lambda *ids: index(*ids[:5])[::2], lambda *ids: index(*ids[:5])[::3], bq, bk)
+    args += list(seg.tpu_layout(segs))
+    prefetch = seg.tpu_prefetch(segs, bq, bk)
+  return specs, args, prefetch
+
+
+def _tpu_forward(plan: _Plan, q, k, v, bias, segs):
   """q: [b, h, Tq, d], k: [b, hk, Tk, d], v: [b, hk, Tk, dv] (padded) -> out [b, h, Tq, dv], lse [b, h, Tq, 128]."""
   b, h, tq, d = q.shape
   tk, dv = k.shape[2], v.shape[-1]
@@ -444,35 +533,27 @@ def _tpu_forward(plan: _Plan, q, k, v, bias):
   def kv_block(i, j):  # tiles past the diagonal are skipped: point at the last one used, so nothing is fetched
     return jnp.minimum(j, _causal_kv_blocks(plan, i, bq, bk, nk) - 1) if plan.causal else j
 
+  index = lambda bi, hi, i, j, *_: (bi, hi, i, kv_block(i, j))
   in_specs = [
-      pl.BlockSpec((None, None, bq, d), lambda bi, hi, i, j: (bi, hi, i, 0)),
-      pl.BlockSpec((None, None, bk, d), lambda bi, hi, i, j: (bi, lax.div(hi, g), kv_block(i, j), 0)),
-      pl.BlockSpec((None, None, bk, dv), lambda bi, hi, i, j: (bi, lax.div(hi, g), kv_block(i, j), 0)),
+      pl.BlockSpec((None, None, bq, d), lambda bi, hi, i, j, *_: (bi, hi, i, 0)),
+      pl.BlockSpec((None, None, bk, d), lambda bi, hi, i, j, *_: (bi, lax.div(hi, g), kv_block(i, j), 0)),
+      pl.BlockSpec((None, None, bk, dv), lambda bi, hi, i, j, *_: (bi, lax.div(hi, g), kv_block(i, j), 0)),
   ]
-  args = [q, k, v]
-  if bias is not None:
-    in_specs.append(_tpu_bias_spec(plan, bq, bk, lambda bi, hi, i, j: (bi, hi, i, kv_block(i, j))))
-    args.append(bias)
-  return pl.pallas_call(
-      functools.partial(_tpu_fwd_kernel, plan=plan, num_kv_blocks=nk),
-      grid=(b, h, tq // bq, nk),
-      in_specs=in_specs,
-      out_specs=[pl.BlockSpec((None, None, bq, dv), lambda bi, hi, i, j: (bi, hi, i, 0)),
-                 pl.BlockSpec((None, None, bq, _LANES), lambda bi, hi, i, j: (bi, hi, i, 0))],
-      out_shape=[jax.ShapeDtypeStruct((b, h, tq, dv), q.dtype),
-                 jax.ShapeDtypeStruct((b, h, tq, _LANES), jnp.float32)],
-      scratch_shapes=[pltpu.VMEM((bq, _LANES), jnp.float32), pltpu.VMEM((bq, _LANES), jnp.float32),
-                      pltpu.VMEM((bq, dv), jnp.float32)],
-      compiler_params=_tpu_params(3, 1),
-      interpret=plan.interpret, debug=plan.debug, name="zoo_flash_fwd",
-  )(*args)
+  specs, args, prefetch = _tpu_extra(plan, bias, segs, bq, bk, index)
+  return _tpu_call(
+      plan, functools.partial(_tpu_fwd_kernel, plan=plan, num_q_blocks=tq // bq, num_kv_blocks=nk),
+      (b, h, tq // bq, nk), in_specs + specs,
+      [pl.BlockSpec((None, None, bq, dv), lambda bi, hi, i, j, *_: (bi, hi, i, 0)),
+       pl.BlockSpec((None, None, bq, _LANES), lambda bi, hi, i, j, *_: (bi, hi, i, 0))],
+      [jax.ShapeDtypeStruct((b, h, tq, dv), q.dtype), jax.ShapeDtypeStruct((b, h, tq, _LANES), jnp.float32)],
+      [pltpu.VMEM((bq, _LANES), jnp.float32), pltpu.VMEM((bq, _LANES), jnp.float32),
+       pltpu.VMEM((bq, dv), jnp.float32)],
+      (3, 1), prefetch, [q, k, v, *args], "zoo_flash_fwd")
 
 
-def _tpu_dkv_kernel(*refs, plan: _Plan, num_q_blocks: int):
-  if plan.bias_bcast is not None:
-    q_ref, k_ref, v_ref, bias_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref, dk_sc, dv_sc = refs
-  else:
-    (q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref, dk_sc, dv_sc), bias_ref = refs, None
+def _tpu_dkv_kernel(*refs, plan: _Plan, num_q_blocks: int, num_kv_blocks: int):
+  spans, q_ref, k_ref, v_ref, bias_ref, seg_refs, rest = _tpu_refs(plan, refs)
+  do_ref, lse_ref, delta_ref, dk_ref, dv_ref, dk_sc, dv_sc = rest
   bq, bk = plan.block_q_dkv, plan.block_k_dkv
   j, head, i = pl.program_id(2), pl.program_id(3), pl.program_id(4)
 
@@ -481,10 +562,10 @@ def _tpu_dkv_kernel(*refs, plan: _Plan, num_q_blocks: int):
     dk_sc[...] = jnp.zeros(dk_sc.shape, jnp.float32)
     dv_sc[...] = jnp.zeros(dv_sc.shape, jnp.float32)
 
-  @pl.when(i >= _causal_first_q_block(plan, j, bq, bk))
+  @pl.when(_tpu_visit(i >= _causal_first_q_block(plan, j, bq, bk), spans, i, j, num_q_blocks, num_kv_blocks))
   def _step():
     q, do, v = q_ref[...], do_ref[...], v_ref[...]
-    s = _tpu_logits(plan, q, k_ref[...], bias_ref, i * bq, j * bk)  # [bq, bk]
+    s = _tpu_logits(plan, q, k_ref[...], bias_ref, i * bq, j * bk, seg_refs)  # [bq, bk]
     p = jnp.exp(s - _lanes(lse_ref[...], bk))
     dv_sc[...] += lax.dot(p.T.astype(do.dtype), do, preferred_element_type=jnp.float32)
     dp = lax.dot_general(do, v, _TRANS_B, preferred_element_type=jnp.float32)
@@ -497,16 +578,14 @@ def _tpu_dkv_kernel(*refs, plan: _Plan, num_q_blocks: int):
     dv_ref[...] = dv_sc[...].astype(dv_ref.dtype)
 
 
-def _tpu_dq_kernel(*refs, plan: _Plan, num_kv_blocks: int, need_dbias: bool):
-  refs = list(refs)
-  q_ref, k_ref, v_ref = refs[:3]
-  bias_ref = refs.pop(3) if plan.bias_bcast is not None else None
-  do_ref, lse_ref, delta_ref, dq_ref = refs[3:7]
-  dbias_ref = refs[7] if need_dbias else None
-  dq_sc = refs[-1]
+def _tpu_dq_kernel(*refs, plan: _Plan, num_q_blocks: int, num_kv_blocks: int, need_dbias: bool):
+  spans, q_ref, k_ref, v_ref, bias_ref, seg_refs, rest = _tpu_refs(plan, refs)
+  do_ref, lse_ref, delta_ref, dq_ref = rest[:4]
+  dbias_ref = rest[4] if need_dbias else None
+  dq_sc = rest[-1]
   bq, bk = plan.block_q_dq, plan.block_k_dq
   i, j = pl.program_id(2), pl.program_id(3)
-  run = j < _causal_kv_blocks(plan, i, bq, bk, num_kv_blocks)
+  run = _tpu_visit(j < _causal_kv_blocks(plan, i, bq, bk, num_kv_blocks), spans, i, j, num_q_blocks, num_kv_blocks)
 
   @pl.when(j == 0)
   def _init():
@@ -515,7 +594,7 @@ def _tpu_dq_kernel(*refs, plan: _Plan, num_kv_blocks: int, need_dbias: bool):
   @pl.when(run)
   def _step():
     k, do = k_ref[...], do_ref[...]
-    s = _tpu_logits(plan, q_ref[...], k, bias_ref, i * bq, j * bk)
+    s = _tpu_logits(plan, q_ref[...], k, bias_ref, i * bq, j * bk, seg_refs)
     p = jnp.exp(s - _lanes(lse_ref[...], bk))
     dp = lax.dot_general(do, v_ref[...], _TRANS_B, preferred_element_type=jnp.float32)
     ds = p * (dp - _lanes(delta_ref[...], bk))
@@ -523,7 +602,7 @@ def _tpu_dq_kernel(*refs, plan: _Plan, num_kv_blocks: int, need_dbias: bool):
       dbias_ref[...] = ds.astype(dbias_ref.dtype)
     dq_sc[...] += lax.dot(ds.astype(k.dtype), k, preferred_element_type=jnp.float32)
 
-  if dbias_ref is not None and plan.causal:
+  if dbias_ref is not None and (plan.causal or plan.segmented):
     @pl.when(jnp.logical_not(run))
     def _zero():
       dbias_ref[...] = jnp.zeros(dbias_ref.shape, dbias_ref.dtype)
@@ -533,7 +612,7 @@ def _tpu_dq_kernel(*refs, plan: _Plan, num_kv_blocks: int, need_dbias: bool):
     dq_ref[...] = (dq_sc[...] * plan.scale).astype(dq_ref.dtype)
 
 
-def _tpu_backward(plan: _Plan, q, k, v, bias, do, lse, delta, need_dbias: bool):
+def _tpu_backward(plan: _Plan, q, k, v, bias, segs, do, lse, delta, need_dbias: bool):
   """Padded TPU-layout inputs (lse, delta: [b, h, Tq, 128]) -> dq, dk, dv and ``ds`` [b, h, Tq, Tk] or None."""
   b, h, tq, d = q.shape
   hk, tk, dv = k.shape[1], k.shape[2], v.shape[-1]
@@ -545,25 +624,18 @@ def _tpu_backward(plan: _Plan, q, k, v, bias, do, lse, delta, need_dbias: bool):
   def q_block(j, i):  # query tiles before the diagonal are skipped: stay on the first one used
     return jnp.maximum(i, _causal_first_q_block(plan, j, bq, bk)) if plan.causal else i
 
-  qspec = lambda dim: pl.BlockSpec((None, None, bq, dim), lambda bi, hi, j, gi, i: (bi, hi * g + gi, q_block(j, i), 0))
-  kspec = lambda dim: pl.BlockSpec((None, None, bk, dim), lambda bi, hi, j, gi, i: (bi, hi, j, 0))
-  in_specs = [qspec(d), kspec(d), kspec(dv)]
-  args = [q, k, v]
-  if bias is not None:
-    in_specs.append(_tpu_bias_spec(plan, bq, bk, lambda bi, hi, j, gi, i: (bi, hi * g + gi, q_block(j, i), j)))
-    args.append(bias)
-  in_specs += [qspec(dv), qspec(_LANES), qspec(_LANES)]
-  args += [do, lse, delta]
-  dk, dv_ = pl.pallas_call(
-      functools.partial(_tpu_dkv_kernel, plan=plan, num_q_blocks=tq // bq),
-      grid=(b, hk, tk // bk, g, tq // bq),
-      in_specs=in_specs,
-      out_specs=[kspec(d), kspec(dv)],
-      out_shape=[jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)],
-      scratch_shapes=[pltpu.VMEM((bk, d), jnp.float32), pltpu.VMEM((bk, dv), jnp.float32)],
-      compiler_params=_tpu_params(3, 2),
-      interpret=plan.interpret, debug=plan.debug, name="zoo_flash_bwd_dkv",
-  )(*args)
+  qspec = lambda dim: pl.BlockSpec((None, None, bq, dim),
+                                   lambda bi, hi, j, gi, i, *_: (bi, hi * g + gi, q_block(j, i), 0))
+  kspec = lambda dim: pl.BlockSpec((None, None, bk, dim), lambda bi, hi, j, gi, i, *_: (bi, hi, j, 0))
+  specs, extra, prefetch = _tpu_extra(plan, bias, segs, bq, bk,
+                                      lambda bi, hi, j, gi, i, *_: (bi, hi * g + gi, q_block(j, i), j))
+  dk, dv_ = _tpu_call(
+      plan, functools.partial(_tpu_dkv_kernel, plan=plan, num_q_blocks=tq // bq, num_kv_blocks=tk // bk),
+      (b, hk, tk // bk, g, tq // bq), [qspec(d), kspec(d), kspec(dv), *specs, qspec(dv), qspec(_LANES),
+                                       qspec(_LANES)],
+      [kspec(d), kspec(dv)], [jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)],
+      [pltpu.VMEM((bk, d), jnp.float32), pltpu.VMEM((bk, dv), jnp.float32)],
+      (3, 2), prefetch, [q, k, v, *extra, do, lse, delta], "zoo_flash_bwd_dkv")
 
   # dQ (and the bias gradient): grid (batch, head, query tile, key tile).
   bq, bk = plan.block_q_dq, plan.block_k_dq
@@ -572,28 +644,21 @@ def _tpu_backward(plan: _Plan, q, k, v, bias, do, lse, delta, need_dbias: bool):
   def kv_block(i, j):
     return jnp.minimum(j, _causal_kv_blocks(plan, i, bq, bk, nk) - 1) if plan.causal else j
 
-  qspec = lambda dim: pl.BlockSpec((None, None, bq, dim), lambda bi, hi, i, j: (bi, hi, i, 0))
-  kspec = lambda dim: pl.BlockSpec((None, None, bk, dim), lambda bi, hi, i, j: (bi, lax.div(hi, g), kv_block(i, j), 0))
-  in_specs = [qspec(d), kspec(d), kspec(dv)]
-  args = [q, k, v]
-  if bias is not None:
-    in_specs.append(_tpu_bias_spec(plan, bq, bk, lambda bi, hi, i, j: (bi, hi, i, kv_block(i, j))))
-    args.append(bias)
-  in_specs += [qspec(dv), qspec(_LANES), qspec(_LANES)]
-  args += [do, lse, delta]
+  qspec = lambda dim: pl.BlockSpec((None, None, bq, dim), lambda bi, hi, i, j, *_: (bi, hi, i, 0))
+  kspec = lambda dim: pl.BlockSpec((None, None, bk, dim),
+                                   lambda bi, hi, i, j, *_: (bi, lax.div(hi, g), kv_block(i, j), 0))
+  specs, extra, prefetch = _tpu_extra(plan, bias, segs, bq, bk, lambda bi, hi, i, j, *_: (bi, hi, i, kv_block(i, j)))
   out_specs = [qspec(d)]
   out_shape = [jax.ShapeDtypeStruct(q.shape, q.dtype)]
   if need_dbias:
-    out_specs.append(pl.BlockSpec((None, None, bq, bk), lambda bi, hi, i, j: (bi, hi, i, j)))
+    out_specs.append(pl.BlockSpec((None, None, bq, bk), lambda bi, hi, i, j, *_: (bi, hi, i, j)))
     out_shape.append(jax.ShapeDtypeStruct((b, h, tq, tk), jnp.float32))
-  res = pl.pallas_call(
-      functools.partial(_tpu_dq_kernel, plan=plan, num_kv_blocks=nk, need_dbias=need_dbias),
-      grid=(b, h, tq // bq, nk),
-      in_specs=in_specs, out_specs=out_specs, out_shape=out_shape,
-      scratch_shapes=[pltpu.VMEM((bq, d), jnp.float32)],
-      compiler_params=_tpu_params(3, 1),
-      interpret=plan.interpret, debug=plan.debug, name="zoo_flash_bwd_dq",
-  )(*args)
+  res = _tpu_call(
+      plan, functools.partial(_tpu_dq_kernel, plan=plan, num_q_blocks=tq // bq, num_kv_blocks=nk,
+                              need_dbias=need_dbias),
+      (b, h, tq // bq, nk), [qspec(d), kspec(d), kspec(dv), *specs, qspec(dv), qspec(_LANES), qspec(_LANES)],
+      out_specs, out_shape, [pltpu.VMEM((bq, d), jnp.float32)], (3, 1), prefetch,
+      [q, k, v, *extra, do, lse, delta], "zoo_flash_bwd_dq")
   return res[0], dk, dv_, (res[1] if need_dbias else None)
 
 
@@ -604,50 +669,53 @@ def _tpu_backward(plan: _Plan, q, k, v, bias, do, lse, delta, need_dbias: bool):
 # the additive bias [Bb, Hb, Qb, Tk] or None. Outputs: out (padded, backend layout) and lse [b, h, Tq].
 
 
-def _forward(plan: _Plan, q, k, v, bias):
+def _forward(plan: _Plan, q, k, v, bias, segs):
   if plan.backend == "gpu":
-    return _gpu_forward(plan, q, k, v, bias)
-  out, lse = _tpu_forward(plan, q, k, v, bias)
+    return _gpu_forward(plan, q, k, v, bias, segs)
+  out, lse = _tpu_forward(plan, q, k, v, bias, segs)
   return out, lse[..., 0]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _flash(plan: _Plan, q, k, v, bias):
-  return _forward(plan, q, k, v, bias)
+def _flash(plan: _Plan, q, k, v, bias, segs):
+  """``segs``: the prepared segment ids ``(q [b, Tq], kv [b, Tk])`` int32 (`attention_segments.prepare`) or None."""
+  return _forward(plan, q, k, v, bias, segs)
 
 
-def _flash_fwd(plan: _Plan, q, k, v, bias):
+def _flash_fwd(plan: _Plan, q, k, v, bias, segs):
   # symbolic_zeros=True: the primals come wrapped with a `perturbed` flag, so the bias gradient (an O(length^2)
   # write) is computed only when the caller differentiates the bias.
   need_dbias = bias is not None and bias.perturbed
   q, k, v = q.value, k.value, v.value
   bias = None if bias is None else bias.value
-  out, lse = _forward(plan, q, k, v, bias)
-  return (out, lse), (q, k, v, bias, out, lse, () if need_dbias else None)
+  segs = None if segs is None else tuple(x.value for x in segs)
+  out, lse = _forward(plan, q, k, v, bias, segs)
+  return (out, lse), (q, k, v, bias, segs, out, lse, () if need_dbias else None)
 
 
 def _flash_bwd(plan: _Plan, res, cts):
-  q, k, v, bias, out, lse, need_dbias = res
+  q, k, v, bias, segs, out, lse, need_dbias = res
   need_dbias = need_dbias is not None
   do = cts[0]  # the lse cotangent is ignored: the wrapper only compares lse against a threshold
+  no_segs = None if segs is None else (None, None)  # integer ids: no cotangent
   if isinstance(do, jax.custom_derivatives.SymbolicZero):
     return (jnp.zeros_like(q), jnp.zeros_like(k), jnp.zeros_like(v),
-            None if bias is None else jnp.zeros_like(bias))
+            None if bias is None else jnp.zeros_like(bias), no_segs)
   # Fully masked rows are replaced by the uniform average outside the kernel; an infinite lse makes their
   # probabilities exactly 0 here, so they add nothing to dq/dk/dv (their gradient flows through that average).
   lse = jnp.where(lse < _FULLY_MASKED, jnp.inf, lse)
   if plan.backend == "gpu":
     delta = jnp.einsum("bqhd,bqhd->bhq", out.astype(jnp.float32), do.astype(jnp.float32))
-    dq, dk, dv, ds = _gpu_backward(plan, q, k, v, bias, do, lse, delta, need_dbias)
+    dq, dk, dv, ds = _gpu_backward(plan, q, k, v, bias, segs, do, lse, delta, need_dbias)
   else:
     delta = jnp.einsum("bhqd,bhqd->bhq", out.astype(jnp.float32), do.astype(jnp.float32))
     lanes = lambda x: jnp.broadcast_to(x[..., None], (*x.shape, _LANES))
-    dq, dk, dv, ds = _tpu_backward(plan, q, k, v, bias, do, lanes(lse), lanes(delta), need_dbias)
+    dq, dk, dv, ds = _tpu_backward(plan, q, k, v, bias, segs, do, lanes(lse), lanes(delta), need_dbias)
   dbias = None
   if need_dbias:  # reduce the full [b, h, Tq, Tk] gradient to the bias's broadcast shape
     axes = tuple(a for a, bc in zip(range(3), plan.bias_bcast) if bc)
     dbias = jnp.sum(ds, axis=axes, keepdims=True).astype(bias.dtype) if axes else ds.astype(bias.dtype)
-  return dq, dk, dv, dbias
+  return dq, dk, dv, dbias, no_segs
 
 
 _flash.defvjp(_flash_fwd, _flash_bwd, symbolic_zeros=True)

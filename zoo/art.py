@@ -36,11 +36,14 @@ packed tokens):
   (the paper's full-attention comparison); ``independent_layers=True`` lets a layer attend only to itself and the
   prompt (a per-layer generation baseline, no cross-layer attention).
 
-Attention always goes through :func:`zoo.kernels.attention.attention` with a boolean mask built by
-:func:`segment_mask`. Deviations from the paper (small-scale stand-ins): single-stream DiT blocks with shared weights
-for prompt and image tokens (FLUX's MM-DiT has double-stream blocks first), a learned prompt embedding instead of a
-T5 encoder, and a small deterministic autoencoder trained from scratch with an L1 loss (the paper starts from a
-frozen pretrained VAE encoder).
+Attention always goes through :func:`zoo.kernels.attention.attention` with segment ids (the DiT: one segment of
+valid tokens; the autoencoder's decoder: one per layer, or one when ``joint``; padding -1): the Pallas kernels
+compute that mask per tile and skip the tile pairs without a common id, so no ``[T, T]`` mask is built. Only
+``independent_layers=True`` (a layer sees itself and the prompt, whose keys several segments share) passes a dense
+boolean mask, built with :func:`segment_mask` (the same rule written out). Deviations from the paper (small-scale
+stand-ins): single-stream DiT blocks with shared weights for prompt and image tokens (FLUX's MM-DiT has
+double-stream blocks first), a learned prompt embedding instead of a T5 encoder, and a small deterministic
+autoencoder trained from scratch with an L1 loss (the paper starts from a frozen pretrained VAE encoder).
 """
 
 from __future__ import annotations
@@ -232,7 +235,10 @@ class _JointBlock(nn.Module):
   impl: str = "auto"
 
   @nn.compact
-  def __call__(self, x: Array, positions: Array, mask: Array, cond: Array | None = None) -> Array:
+  def __call__(self, x: Array, positions: Array, mask: Array | None, cond: Array | None = None,
+               segment_ids: Array | None = None) -> Array:
+    """``mask``: a dense ``[b, 1, l, l]`` bool mask, or None with ``segment_ids [b, l]`` (the attention
+    function's segment ids: equal non-negative ids attend to each other)."""
     width = x.shape[-1]
     head_dim = width // self.num_heads
     if cond is not None:
@@ -248,7 +254,7 @@ class _JointBlock(nn.Module):
     qkv = layers.dense(3 * width, axes=("embed", "mlp"), name="qkv")(h)
     q, k, v = (a.reshape(*x.shape[:2], self.num_heads, head_dim) for a in jnp.split(qkv, 3, axis=-1))
     q, k = rope3d(q, positions, sections=self.rope_sections), rope3d(k, positions, sections=self.rope_sections)
-    out = attention_lib.attention(q, k, v, mask=mask, impl=self.impl).reshape(x.shape)
+    out = attention_lib.attention(q, k, v, mask=mask, q_segment_ids=segment_ids, impl=self.impl).reshape(x.shape)
     x = x + gate1 * layers.dense(width, axes=("mlp", "embed"), name="proj")(out)
     h = layers.layer_norm(use_scale=cond is None, use_bias=cond is None, epsilon=1e-6, name="norm2")(x)
     h = h * (1 + scale2) + shift2
@@ -347,10 +353,9 @@ class MultiLayerRGBAAutoencoder(nn.Module):
     full = jnp.broadcast_to(jnp.array([0, 0, h, w], jnp.int32), (b, num_layers, 4))
     packed = region_crop_tokens(latents, full, valid_layers, region_crop=False)
     segments = jnp.where(packed.valid, packed.layer if not self.joint else 0, -1)
-    mask = segment_mask(segments)
     x = self.embed(packed.tokens)
     for block in self.blocks:
-      x = block(x, _positions(packed, 0), mask)
+      x = block(x, _positions(packed, 0), None, segment_ids=segments)
     p = self.patch
     pix = nn.sigmoid(self.to_pixels(self.norm_out(x)))
     grid = uncrop_tokens(pix, packed, num_layers, h, w).reshape(b, num_layers, h, w, p, p, 4)
@@ -415,19 +420,19 @@ class AnonymousRegionDiT(nn.Module):
     x = jnp.concatenate([x_txt, x_img], axis=1)
     pos = jnp.concatenate([jnp.zeros(prompt.shape + (3,), jnp.int32), _positions(packed, 1)], axis=1)
     valid = jnp.concatenate([prompt_valid, packed.valid], axis=1)
-    if self.independent_layers:
+    ids = None
+    if self.independent_layers:  # prompt keys are shared by every segment: not segment ids, a dense mask
       seg = jnp.concatenate([jnp.zeros_like(prompt, jnp.int32), packed.layer + 1], axis=1)
       is_txt = jnp.concatenate([jnp.ones_like(prompt_valid), jnp.zeros_like(packed.valid)], axis=1)
-      ids = jnp.where(valid, seg, -1)
-      mask = segment_mask(ids) | ((is_txt & valid)[:, None, None, :] & valid[:, None, :, None])
-    else:
-      mask = segment_mask(jnp.where(valid, 0, -1))
+      mask = segment_mask(jnp.where(valid, seg, -1)) | ((is_txt & valid)[:, None, None, :] & valid[:, None, :, None])
+    else:  # one segment of valid tokens, padding -1: the kernel's segment ids, no [T, T] mask
+      mask, ids = None, jnp.where(valid, 0, -1)
     temb = timestep_embedding(t, 256)
     temb = layers.dense(self.width, axes=("embed", "mlp"), name="time_in")(temb)
     cond = layers.dense(self.width, axes=("mlp", "embed"), name="time_out")(nn.silu(temb))
     for i in range(self.depth):
       x = _JointBlock(self.num_heads, self.mlp_ratio, self.rope_sections, self.impl, name=f"block{i}")(
-          x, pos, mask, cond)
+          x, pos, mask, cond, segment_ids=ids)
     x = x[:, prompt.shape[1]:]
     shift, scale = jnp.split(layers.dense(2 * self.width, axes=("embed", "mlp"),
                                           kernel_init=nn.initializers.zeros_init(), name="adaln_out")(nn.silu(cond)),
