@@ -8,10 +8,11 @@ cover ``coverage`` of it (sorted ids, the last segment ragged, so a query attend
 ``--padding`` marks that fraction of the end as padding, id -1). For each coverage (10%, 25%, 50%, 100% by default)
 it prints:
 
-* ``pairs``: the fraction of (query, key) pairs allowed (exact, from the ids);
+* ``pairs``: the fraction of (query, key) pairs the segment ids allow (exact, from the ids; before ``--causal``);
 * ``tiles``: the fraction of (query tile, key tile) pairs the forward kernel visits with the backend's default tiles
-  (`zoo.kernels.attention_segments.allowed_fraction`); ``skipped`` = 1 - tiles is the share of full attention's
-  matmul FLOPs (FlashAttention-2's count, 4 * b * h * q * k * d forward, 2.5x that backward) that are not done;
+  (`zoo.kernels.attention_segments.allowed_fraction`, causal tiles dropped too); ``skipped`` = 1 - tiles / (tiles
+  of full attention with the same ``--causal``) is the share of full attention's matmul FLOPs (FlashAttention-2's
+  count, 4 * b * h * q * k * d forward, 2.5x that backward, per visited tile) that the segment kernel does not do;
 * forward and forward+backward (gradients of q, k, v) times, median of ``--reps``, of
   ``seg``  ``attention(impl='pallas', q_segment_ids=...)``: the mask computed per tile, empty tile pairs skipped;
   ``full`` the same kernel without any mask (measured in this run; the ``seg/full`` ratio is the speed-up);
@@ -125,6 +126,8 @@ def run(lengths, coverages, batch, heads, head_dim, dtype, causal, padding, reps
       pad_to = -(-length // max(bq, bk)) * max(bq, bk)
       padded = np.pad(ids_np, ((0, 0), (0, pad_to - length)), constant_values=-1)
       visited = segments.allowed_fraction(padded, padded, bq, bk, causal=causal)
+      no_segments = np.where(np.arange(pad_to) < length, 0, -1)[None]  # full attention: only the kernel's padding
+      full_visited = segments.allowed_fraction(no_segments, no_segments, bq, bk, causal=causal)
       ids = jnp.asarray(ids_np)
       mask = jnp.asarray(segments.dense_mask(ids, ids))
       tf = _measure(seg_f, (q, k, v, ids), reps)
@@ -135,7 +138,7 @@ def run(lengths, coverages, batch, heads, head_dim, dtype, causal, padding, reps
         ok = err <= tol
         print(f"    check: |seg - reference| / |reference| = {err:.2e} ({'ok' if ok else 'FAILED'}, tolerance "
               f"{tol:.0e})", flush=True)
-      print(f"{length:>6} {cov:>6.0%} {pair_fraction(ids_np):>6.1%} {visited:>6.1%} {1 - visited:>8.1%} | "
+      print(f"{length:>6} {cov:>6.0%} {pair_fraction(ids_np):>6.1%} {visited:>6.1%} {1 - visited / full_visited:>8.1%} | "
             f"{1e3 * tf:>9.2f} {1e3 * full_f:>9.2f} {tf / full_f:>6.2f} | {1e3 * tfb:>9.2f} {1e3 * full_fb:>9.2f} "
             f"{tfb / full_fb:>6.2f} | {1e3 * tdb:>9.2f} {tdb / full_fb:>6.2f}", flush=True)
   return ok
