@@ -13,7 +13,9 @@ Command::
 
 Expected (measured, seed 0): test accuracy 0.971 after 400 steps (Adam 1e-3, batch 64), ~10 s of CPU time. Two
 such nets (seeds 0, 1) have a mean Hungarian-matched unit correlation of 0.64 / 0.61 (layers dense_0 / dense_1) on
-all 1797 digits, against 0.47 / 0.39 for a trained net against a random-init one.
+all 1797 digits, against 0.47 / 0.39 for a trained net against a random-init one. Both nets are shipped:
+``zoo.checkpoints.load('convergent_digits')`` (seed 0) and ``'convergent_digits_seed1'`` (``--config.seed=1``,
+accuracy 0.971, loss 0.106); their matched correlations are 0.639 / 0.611 (measured again on the shipped pair).
 """
 
 from zoo.recipes.configs import base_config

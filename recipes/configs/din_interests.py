@@ -18,6 +18,8 @@ ranking is good (the same settings give GAUC 0.746 vs 0.614 for sum pooling in t
 need whole-split rankings, see ``zoo.ctr.gauc`` and notebooks/recsys.ipynb). A paper-size run (1000 items, 500
 users, head 200-80, attention 80-40, 600 steps) measured accuracy 0.714, logloss 0.99. The sum-pooling base model is
 ``--config.model.name=ctr.EmbMLPBase``; the candidate-blind ablation ``--config.model.local_activation=False``.
+This run is shipped: ``zoo.checkpoints.load('din_interests')`` (measured again: accuracy 0.689, logloss 0.884, 17 s of
+user CPU).
 """
 
 from zoo.recipes.configs import base_config

@@ -16,7 +16,8 @@ Command::
 Expected (measured, seed 0): test accuracy 0.964 after 500 steps (the effect test's 200-step nets: 0.90-0.96 over
 seeds 0-6). The two facets of class A are the 0s and the 6s (nearest training images of the visualisations: one 0,
 one 6, in every seed measured), ~5-10x further apart than two random-init AM images, both with p(A) > 0.99. Time:
-12 s of CPU time (46 s wall on the shared, heavily loaded 2-core machine; the conv net's compile dominates).
+12 s of CPU time (46 s wall on the shared, heavily loaded 2-core machine; the conv net's compile dominates). This run
+is shipped: ``zoo.checkpoints.load('feature_vis_digits')`` (measured again: accuracy 0.964, 13 s of user CPU).
 """
 
 from zoo.recipes.configs import base_config

@@ -15,7 +15,8 @@ Expected (measured, seed 0): test logloss 0.555, accuracy 0.70 after 600 steps, 
 machine (2.3 min wall on a loaded one, including the first-time data preparation); the same settings give test AUC
 0.78-0.86 in tests/papers/test_finalmlp.py. DualMLP: ``--config.model.name=ctr.DualMLP``; the single-MLP
 baseline: ``--config.model.name=ctr.FieldMLP --config.model.hidden='(128,128,128)'`` (equal parameter count; AUC
-0.71-0.82 in the effect test, not run from the CLI).
+0.71-0.82 in the effect test, not run from the CLI). This run is shipped: ``zoo.checkpoints.load('finalmlp_bilinear')``
+(measured again: logloss 0.555, accuracy 0.7015, 23 s of user CPU).
 """
 
 from zoo.recipes.configs import base_config, is_smoke

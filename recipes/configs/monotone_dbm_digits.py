@@ -12,8 +12,10 @@ Command::
 
   python -m zoo.recipes.train --config recipes/configs/monotone_dbm_digits.py --workdir /tmp/zoo-monotone-dbm
 
-Expected: NOT run end to end from the CLI yet. The same model trained 150 steps in the effect test (part ii) gets
-test accuracy 0.62-0.64 with 50% of pixels hidden (600 steps: 0.61-0.66), below the paper's level; time is
+Expected (measured, seed 0, this command): test accuracy 0.667 with 50% of the pixels hidden, completion accuracy
+0.767 (hidden pixels restored), loss 1.447 after 300 steps; 28.6 s of user CPU (2.1 min wall on a heavily loaded
+2-core machine). Shipped as ``zoo.checkpoints.load('monotone_dbm_digits')``. The same model trained 150 steps in the
+effect test (part ii) gets test accuracy 0.62-0.64 (600 steps: 0.61-0.66), below the paper's level; time is
 dominated by the 50 mean-field iterations per example (each a proxsoftmax bisection).
 """
 

@@ -11,8 +11,11 @@ Command::
 
   python -m zoo.recipes.train --config recipes/configs/onnxnet_minibench.py --workdir /tmp/zoo-onnxnet
 
-Expected: see the measured numbers in docs/papers.md (onnx_net): the trainer reports MSE; the ranking metric (Kendall
-tau on the held-out B-nets) is computed in tests/papers/test_onnx_net.py. Under a minute of CPU.
+Expected (measured, seed 0): test loss 1.257 and mse 0.819 (standardised accuracy, over the 150 held-out nets in one
+padded eval batch of 256) after 300 steps, 72 s of user CPU (6.1 min wall on a heavily loaded 2-core machine). The
+trainer reports MSE; the ranking metric is Kendall tau of the predictions, which for this run (the shipped
+``zoo.checkpoints.load('onnxnet_minibench')``) is 0.835 on the 50 held-out MLPs and 0.523 on the 100 held-out CNNs
+(parameter count: 0.725 / 0.307); tests/papers/test_onnx_net.py measures it over offsets (docs/papers.md, onnx_net).
 """
 
 from zoo.recipes.configs import base_config, is_smoke

@@ -13,7 +13,8 @@ Command::
 
 Expected (measured, seed 0): test accuracy 1.000 (seeds 1-4 of the effect test: 0.956-1.000) after 300 steps,
 about 5 s of CPU time. With tau = 0.05, p = 3 about 5 of the 45 test points have UNSAFE regions (brute force over
-all 2401 grid points agrees with every z3 verdict).
+all 2401 grid points agrees with every z3 verdict); for this run (the shipped
+``zoo.checkpoints.load("smt_verify_iris")``) 6 of the 45, 0.9 s of CPU for all 45 z3 checks.
 """
 
 from zoo.recipes.configs import base_config

@@ -18,6 +18,9 @@ Batch keys: ``nodes [b, n, 7]`` int, ``adjacency [b, n, n]`` (0/1), ``caption [b
 * :func:`joint_loss`: the loss and metrics of one batch.
 * :class:`ArchBERTPretrain`: the procedure for the trainer (``procedure.name = 'archbert.ArchBERTPretrain'``).
 * :class:`ArchCorpusTask`: the matching task object for configs (``task.name = 'archbert.ArchCorpusTask'``).
+* :func:`evaluate_batch` ``(model, variables, batch, mode)``: the procedure's eval metrics of one batch;
+  ``evaluate_graph`` / ``evaluate_full`` / ``evaluate_self`` are it per attention mode as ``fn(model, task,
+  variables, batch)``, the procedure's ``evaluate_variables`` (``zoo.checkpoints.evaluate`` of a shipped model).
 * :func:`train_variants`: ``V`` models (attention mode, MAM weight, alignment weight) trained in one jitted,
   vmapped scan (the
   effect test); :func:`evaluate_variants`: R@5 of text -> architecture retrieval and reasoning accuracy.
@@ -37,8 +40,8 @@ import optax
 from zoo import archbert
 from zoo.recipes.procedures import backprop
 
-__all__ = ["ArchBERTPretrain", "ArchCorpusTask", "attention_adjacency", "evaluate_variants", "joint_loss",
-           "train_variants"]
+__all__ = ["ArchBERTPretrain", "ArchCorpusTask", "attention_adjacency", "evaluate_batch", "evaluate_full",
+           "evaluate_graph", "evaluate_self", "evaluate_variants", "joint_loss", "train_variants"]
 
 MASK_ID = 2
 MODES = ("graph", "full", "self")
@@ -108,14 +111,38 @@ class ArchBERTPretrain(backprop.Backprop):
     return total, (model_state, {"loss": total, **parts})
 
   def evaluate(self, state, batch):
-    v = {"params": state.params}
-    attend = attention_adjacency(batch["adjacency"], batch["nodes"], self.mode)
-    a, t = self.model.apply(v, batch["nodes"], attend, batch["caption"])
-    _, s = self.model.apply(v, batch["statement"], method=archbert.ArchBERT.encode_text)
-    logit = self.model.apply(v, a, s, method=archbert.ArchBERT.reason_logit)
-    cos = (a * t).sum(-1) / (jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(t, axis=-1) + 1e-6)
-    return {"loss": 1.0 - cos, "pair_cosine": cos,
-            "reasoning_accuracy": ((logit > 0) == (batch["label"] > 0)).astype(jnp.float32)}
+    return evaluate_batch(self.model, {"params": state.params}, batch, self.mode)
+
+  @property
+  def evaluate_variables(self):
+    """``fn(model, task, variables, batch)``: :meth:`evaluate` from a shipped model's variables in this procedure's
+    attention mode (a module-level function, so ``zoo.recipes.export`` can name it in ``meta["evaluate"]``)."""
+    return _EVALUATE[self.mode]
+
+
+def evaluate_batch(model, variables, batch, mode: str = "graph"):
+  """Per-example eval metrics of one batch: ``loss = 1 - pair_cosine`` (cosine of each architecture with its own
+  caption) and ``reasoning_accuracy`` (the statement head at 0)."""
+  attend = attention_adjacency(batch["adjacency"], batch["nodes"], mode)
+  a, t = model.apply(variables, batch["nodes"], attend, batch["caption"])
+  _, s = model.apply(variables, batch["statement"], method=archbert.ArchBERT.encode_text)
+  logit = model.apply(variables, a, s, method=archbert.ArchBERT.reason_logit)
+  cos = (a * t).sum(-1) / (jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(t, axis=-1) + 1e-6)
+  return {"loss": 1.0 - cos, "pair_cosine": cos,
+          "reasoning_accuracy": ((logit > 0) == (batch["label"] > 0)).astype(jnp.float32)}
+
+
+def _evaluate_in(mode: str):
+  def fn(model, task, variables, batch):
+    del task
+    return evaluate_batch(model, variables, batch, mode)
+  fn.__name__ = fn.__qualname__ = f"evaluate_{mode}"
+  fn.__doc__ = f"``evaluate_batch`` in attention mode {mode!r}, as ``fn(model, task, variables, batch)``."
+  return fn
+
+
+evaluate_graph, evaluate_full, evaluate_self = (_evaluate_in(m) for m in MODES)
+_EVALUATE = dict(zip(MODES, (evaluate_graph, evaluate_full, evaluate_self)))
 
 
 def train_variants(model, arrays, variants: Sequence[tuple[str, float, float]], *, steps: int = 400,
