@@ -20,8 +20,11 @@ Expected: test ``loss`` (flow-matching loss on the kept tokens) and ``region_los
 falling from >= 1 (the zero-initialised head predicts v = 0; E|eps - x0|^2 = 1 + E|x0|^2). Measured only at the
 effect test's smaller settings (width 32, depth 2, batch 16, 300 steps, 32x32 canvases, seed 0): region_loss 0.722
 with region crop vs 0.779 with full canvases, about 2.5 / 5 minutes of wall time on a heavily loaded 2-core
-machine. This config's own 600-step run was not timed before the deadline (only its 2-step smoke run in
-tests/recipes/test_configs.py).
+machine. This config's own run (measured, seed 0, 600 steps): train loss 0.49 at step 100, 0.21 at step 600; test
+``loss`` 0.285 at step 300 and 0.265 at step 600 (with region crop the kept tokens are the in-box tokens, so
+``region_loss`` is the same number); 247 s of CPU (22 min wall on the loaded shared 2-core machine). Shipped as the
+checkpoint ``art_canvas`` (``zoo.checkpoints.load('art_canvas')``; ``zoo.checkpoints.evaluate`` recomputes both
+losses through ``RegionFlowMatching.evaluate_variables``, stratified times and seeded noise).
 """
 
 from zoo.recipes.configs import base_config, is_smoke

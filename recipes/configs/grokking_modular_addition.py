@@ -13,7 +13,8 @@ Command::
 
 Expected result: test MSE per entry 0.0003 (relative L2 0.074) on the 129 unseen pairs, against 0.043 for
 predicting all zeros; with ``--config.optimizer.kwargs.weight_decay=1e-4`` (almost no decay) the net memorises:
-test MSE 0.063 (relative L2 1.19). About 12 s of CPU.
+test MSE 0.063 (relative L2 1.19). About 12 s of CPU. Shipped as the checkpoint ``grokking_modular_addition`` (the
+grokked net; measured again: test MSE 0.00026, relative L2 0.074; 9 s of CPU).
 """
 
 import ml_collections

@@ -10,7 +10,8 @@ Command::
   python -m zoo.recipes.train --config recipes/configs/snnk_bundled_digits.py --workdir /tmp/zoo-snnk-bundled
 
 Expected: test accuracy 0.989 on the 450 held-out digits (``kind=linear``: 0.940). Time: ~10 s of CPU (18-28 s
-wall on the loaded shared 2-core machine).
+wall on the loaded shared 2-core machine). Shipped as the checkpoint ``snnk_bundled_digits`` (measured again:
+accuracy 0.989; 7 s of CPU).
 """
 
 import ml_collections

@@ -9,7 +9,8 @@ Command::
   python -m zoo.recipes.train --config recipes/configs/snnk_digits.py --workdir /tmp/zoo-snnk
 
 Expected: test accuracy 0.980 on the 450 held-out digits (a 256-unit MLP, 19210 parameters, gets ~0.98). Time:
-~9 s of CPU (18 s wall on the loaded shared 2-core machine).
+~9 s of CPU (18 s wall on the loaded shared 2-core machine). Shipped as the checkpoint ``snnk_digits`` (measured
+again: accuracy 0.980, loss 0.102; 8 s of CPU).
 """
 
 import ml_collections

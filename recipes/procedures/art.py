@@ -11,7 +11,8 @@ Tasks and procedure (config names ``'art.<Class>'``):
 * :class:`RegionFlowMatching` (procedure): rectified flow ``x_t = (1 - t) x_0 + t eps``, the model regresses the
   velocity ``eps - x_0`` on the tokens it keeps (region crop: the in-box tokens; full: every valid layer's canvas),
   with ``t`` drawn logit-normal (SD3 / FLUX). ``evaluate`` reports the loss on the kept tokens and ``region_loss``,
-  the loss on the in-box tokens only, which is comparable between region-crop and full-canvas models.
+  the loss on the in-box tokens only, which is comparable between region-crop and full-canvas models (stratified
+  times and seeded noise: deterministic; ``evaluate_variables`` computes it from shipped variables).
   :meth:`RegionFlowMatching.sample` integrates ``dx/dt = v`` from ``t = 1`` (noise) to 0 with Euler steps.
 * :class:`RGBAReconstruction` (task): the autoencoder's L1 loss (the paper's) on the valid layers, with per-example
   ``psnr`` of the composite and ``alpha_iou``.
@@ -258,13 +259,25 @@ class RegionFlowMatching:
     return {"params": state.params}
 
   def evaluate(self, state: TrainState, batch):
-    """Per-example ``loss`` (kept tokens) and ``region_loss`` (in-box tokens), times stratified over the batch."""
+    """Per-example ``loss`` (kept tokens) and ``region_loss`` (in-box tokens), times stratified over the batch.
+
+    Deterministic: the times are ``(i + 0.5) / b`` over the batch's ``b`` rows and the noise is drawn from
+    ``eval_seed``, so the numbers depend on the evaluation batch size (``zoo.checkpoints.evaluate`` uses the run's).
+    """
+    return self._evaluate_params(state.params, batch)
+
+  @staticmethod
+  def evaluate_variables(model, task, variables, batch):
+    """:meth:`evaluate` from plain ``variables`` (``zoo.checkpoints.evaluate``; the default ``eval_seed`` 0)."""
+    return RegionFlowMatching(model=model, task=task, optimizer=None)._evaluate_params(variables["params"], batch)
+
+  def _evaluate_params(self, params, batch):
     inputs = self.task.inputs(batch)
     x0 = inputs["latents"]
     b = x0.shape[0]
     t = (jnp.arange(b, dtype=jnp.float32) + 0.5) / b
     noise = jax.random.normal(jax.random.key(self.eval_seed), x0.shape, x0.dtype)
-    err = self.per_token_error(state.params, inputs, t, noise)
+    err = self.per_token_error(params, inputs, t, noise)
     region = art_lib.region_mask(inputs["boxes"], inputs["layer_valid"], *x0.shape[2:4]).astype(err.dtype)
     keep = self.kept(inputs).astype(err.dtype)
 
