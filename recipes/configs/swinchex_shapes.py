@@ -6,9 +6,9 @@ depths (2, 2), heads (2, 4): at 16x16 an 8x8 map of 2x2 windows, then one 4x4 wi
 paper's best, 3 hidden layers). Data: ``planted_shapes`` (``recipes/datasets/chexray.py``) at 16x16 (the effect
 test's size; ``--config.data.kwargs.image_size=32`` for the PAPERS.md size, 4x the compute): noise images with a
 random subset of {blob, ring, bar, cross, speckle}, multi-hot labels. Task ``chexray.SummedMultilabel`` (summed
-per-label BCE, ``recipes/procedures/chexray.py``); AdamW with warmup + cosine decay as the paper. Mean AUROC is a whole-split
-ranking metric: compute it from the logits with ``zoo.recipes.procedures.chexray.mean_auroc`` (the effect test
-tests/papers/test_swinchex.py does).
+per-label BCE, ``recipes/procedures/chexray.py``); AdamW with warmup + cosine decay as the paper. Mean AUROC is a
+whole-split ranking metric: compute it from the logits with ``zoo.recipes.procedures.chexray.mean_auroc`` (the effect
+test tests/papers/test_swinchex.py does).
 
 Command::
 
