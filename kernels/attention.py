@@ -43,7 +43,8 @@ Parts, in the order of DESIGN.md "Kernels":
   per-tile masks and tile skipping, in the style of jax's splash attention. The ids reach the kernels as small
   per-tile int arrays (never a ``[q, k]`` mask in HBM); a (query tile, key tile) pair whose id spans do not
   overlap is skipped (Triton: ``lax.cond`` in the tile loop; TPU: spans scalar-prefetched into SMEM and
-  ``pl.when``), in the forward and both backward kernels. Exact for sorted (packed) ids, conservative otherwise.
+  ``pl.when``), in the forward and both backward kernels. Exact for self-attention over sorted (packed) ids,
+  conservative otherwise.
 
 Details and limits:
 

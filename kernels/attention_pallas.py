@@ -441,7 +441,7 @@ def _lanes(x, n: int):
 
 def _tpu_refs(plan: _Plan, refs):
   """The kernel's refs: (SMEM tile spans | None, q, k, v, bias_ref, segment-id refs | None, the rest)."""
-  spans, refs = (refs[:4], refs[4:]) if plan.segmented else (None, refs)
+  spans, refs = (refs[:4], refs[6:]) if plan.segmented else (None, refs)  # (the 2 bounds serve the index maps)
   (q_ref, k_ref, v_ref), bias_ref, seg_refs, rest = _split_refs(plan, refs, 3)
   return spans, q_ref, k_ref, v_ref, bias_ref, seg_refs, rest
 
@@ -509,17 +509,17 @@ def _tpu_params(n_parallel: int, n_arbitrary: int):
   return pltpu.CompilerParams(dimension_semantics=("parallel",) * n_parallel + ("arbitrary",) * n_arbitrary)
 
 
-def _tpu_extra(plan: _Plan, bias, segs, bq: int, bk: int, index):
-  """Specs, operands and scalar-prefetch operands of the bias and segment ids; ``index(*grid ids) -> (batch, head,
-  q tile, k tile)`` (the index maps also receive the prefetch refs, ignored)."""
+def _tpu_extra(plan: _Plan, bias, segs, bq: int, bk: int, index, outer: str):
+  """Specs, operands and scalar-prefetch operands of the bias and segment ids; ``index(*grid ids, *prefetch refs)
+  -> (batch, head, q tile, k tile)``; ``outer``: the grid's outer tile side (`seg.tpu_prefetch`)."""
   specs, args, prefetch = [], [], []
   if bias is not None:
-    specs.append(_tpu_bias_spec(plan, bq, bk, lambda *ids: index(*ids[:5])))
+    specs.append(_tpu_bias_spec(plan, bq, bk, index))
     args.append(bias)
   if segs is not None:
-    specs += seg.tpu_specs(lambda *ids: index(*ids[:5])[::2], lambda *ids: index(*ids[:5])[::3], bq, bk)
+    specs += seg.tpu_specs(lambda *ids: index(*ids)[::2], lambda *ids: index(*ids)[::3], bq, bk)
     args += list(seg.tpu_layout(segs))
-    prefetch = seg.tpu_prefetch(segs, bq, bk)
+    prefetch = seg.tpu_prefetch(segs, bq, bk, outer)
   return specs, args, prefetch
 
 
@@ -530,16 +530,17 @@ def _tpu_forward(plan: _Plan, q, k, v, bias, segs):
   g, bq, bk = plan.groups, plan.block_q, plan.block_k
   nk = tk // bk
 
-  def kv_block(i, j):  # tiles past the diagonal are skipped: point at the last one used, so nothing is fetched
-    return jnp.minimum(j, _causal_kv_blocks(plan, i, bq, bk, nk) - 1) if plan.causal else j
+  def kv_block(bi, i, j, pre):  # skipped tiles (causal, segments) point at one used: nothing new is fetched
+    j = jnp.minimum(j, _causal_kv_blocks(plan, i, bq, bk, nk) - 1) if plan.causal else j
+    return seg.clamp(pre, bi, i, j, tq // bq)
 
-  index = lambda bi, hi, i, j, *_: (bi, hi, i, kv_block(i, j))
+  index = lambda bi, hi, i, j, *pre: (bi, hi, i, kv_block(bi, i, j, pre))
   in_specs = [
       pl.BlockSpec((None, None, bq, d), lambda bi, hi, i, j, *_: (bi, hi, i, 0)),
-      pl.BlockSpec((None, None, bk, d), lambda bi, hi, i, j, *_: (bi, lax.div(hi, g), kv_block(i, j), 0)),
-      pl.BlockSpec((None, None, bk, dv), lambda bi, hi, i, j, *_: (bi, lax.div(hi, g), kv_block(i, j), 0)),
+      pl.BlockSpec((None, None, bk, d), lambda bi, hi, i, j, *pre: (bi, lax.div(hi, g), kv_block(bi, i, j, pre), 0)),
+      pl.BlockSpec((None, None, bk, dv), lambda bi, hi, i, j, *pre: (bi, lax.div(hi, g), kv_block(bi, i, j, pre), 0)),
   ]
-  specs, args, prefetch = _tpu_extra(plan, bias, segs, bq, bk, index)
+  specs, args, prefetch = _tpu_extra(plan, bias, segs, bq, bk, index, "q")
   return _tpu_call(
       plan, functools.partial(_tpu_fwd_kernel, plan=plan, num_q_blocks=tq // bq, num_kv_blocks=nk),
       (b, h, tq // bq, nk), in_specs + specs,
@@ -621,14 +622,16 @@ def _tpu_backward(plan: _Plan, q, k, v, bias, segs, do, lse, delta, need_dbias: 
   # dK, dV: grid (batch, kv head, key tile, head in group, query tile); the last two axes accumulate in VMEM.
   bq, bk = plan.block_q_dkv, plan.block_k_dkv
 
-  def q_block(j, i):  # query tiles before the diagonal are skipped: stay on the first one used
-    return jnp.maximum(i, _causal_first_q_block(plan, j, bq, bk)) if plan.causal else i
+  def q_block(bi, j, i, pre):  # skipped query tiles (causal, segments): stay on one used
+    i = jnp.maximum(i, _causal_first_q_block(plan, j, bq, bk)) if plan.causal else i
+    return seg.clamp(pre, bi, j, i, tk // bk)
 
   qspec = lambda dim: pl.BlockSpec((None, None, bq, dim),
-                                   lambda bi, hi, j, gi, i, *_: (bi, hi * g + gi, q_block(j, i), 0))
+                                   lambda bi, hi, j, gi, i, *pre: (bi, hi * g + gi, q_block(bi, j, i, pre), 0))
   kspec = lambda dim: pl.BlockSpec((None, None, bk, dim), lambda bi, hi, j, gi, i, *_: (bi, hi, j, 0))
   specs, extra, prefetch = _tpu_extra(plan, bias, segs, bq, bk,
-                                      lambda bi, hi, j, gi, i, *_: (bi, hi * g + gi, q_block(j, i), j))
+                                      lambda bi, hi, j, gi, i, *pre: (bi, hi * g + gi, q_block(bi, j, i, pre), j),
+                                      "kv")
   dk, dv_ = _tpu_call(
       plan, functools.partial(_tpu_dkv_kernel, plan=plan, num_q_blocks=tq // bq, num_kv_blocks=tk // bk),
       (b, hk, tk // bk, g, tq // bq), [qspec(d), kspec(d), kspec(dv), *specs, qspec(dv), qspec(_LANES),
@@ -641,13 +644,15 @@ def _tpu_backward(plan: _Plan, q, k, v, bias, segs, do, lse, delta, need_dbias: 
   bq, bk = plan.block_q_dq, plan.block_k_dq
   nk = tk // bk
 
-  def kv_block(i, j):
-    return jnp.minimum(j, _causal_kv_blocks(plan, i, bq, bk, nk) - 1) if plan.causal else j
+  def kv_block(bi, i, j, pre):
+    j = jnp.minimum(j, _causal_kv_blocks(plan, i, bq, bk, nk) - 1) if plan.causal else j
+    return seg.clamp(pre, bi, i, j, tq // bq)
 
   qspec = lambda dim: pl.BlockSpec((None, None, bq, dim), lambda bi, hi, i, j, *_: (bi, hi, i, 0))
   kspec = lambda dim: pl.BlockSpec((None, None, bk, dim),
-                                   lambda bi, hi, i, j, *_: (bi, lax.div(hi, g), kv_block(i, j), 0))
-  specs, extra, prefetch = _tpu_extra(plan, bias, segs, bq, bk, lambda bi, hi, i, j, *_: (bi, hi, i, kv_block(i, j)))
+                                   lambda bi, hi, i, j, *pre: (bi, lax.div(hi, g), kv_block(bi, i, j, pre), 0))
+  specs, extra, prefetch = _tpu_extra(plan, bias, segs, bq, bk,
+                                      lambda bi, hi, i, j, *pre: (bi, hi, i, kv_block(bi, i, j, pre)), "q")
   out_specs = [qspec(d)]
   out_shape = [jax.ShapeDtypeStruct(q.shape, q.dtype)]
   if need_dbias:

@@ -12,11 +12,13 @@ The Pallas kernels never build a ``[q, k]`` mask in HBM: they get the (padded) i
 compare them inside the kernel, after the wrapper has rewritten padding so that one equality test is the whole rule
 (negative query ids become ``-1``, negative key ids ``-2``, which no query id equals). A (query tile, key tile) pair
 with no allowed pair is skipped: each tile's ids span ``[lo, hi]`` over its non-negative ids, and two tiles can only
-share an id when their spans overlap. The spans are exact for sorted (packed) ids, where the skip is exact; for
-unsorted ids the test is conservative (a tile pair it keeps may still be fully masked, which costs time, never
-correctness). The Triton kernels compute the spans of their tiles in the kernel and skip with ``lax.cond`` inside the
+share an id when their spans overlap. The test is exact for self-attention over sorted (packed) ids (a tile's ids
+are then a run of consecutive segments); otherwise it is conservative (a tile pair it keeps may still be fully
+masked, which costs time, never correctness). The Triton kernels compute the spans of their tiles in the kernel and skip with ``lax.cond`` inside the
 key (or query) loop; the TPU kernels get them per tile as scalar-prefetched arrays (SMEM) and skip the tile's compute
-with ``pl.when`` (its DMA still runs: splash's ``data_next`` table, which redirects it, is not built here).
+with ``pl.when``; their index maps clamp each key (dK/dV: query) tile to the first..last tile the other side
+visits, so no DMA is issued outside that range. Inside it (unsorted ids, or a tile of padding between segments) a
+skipped tile is still fetched: splash's ``data_next`` table, which redirects every skipped fetch, is not built here.
 """
 
 from __future__ import annotations
@@ -158,9 +160,35 @@ def tpu_layout(segs):
           lax.broadcast_in_dim(kv, (kv.shape[0], SUBLANES, kv.shape[1]), (0, 2)))
 
 
-def tpu_prefetch(segs, block_q: int, block_k: int):
-  """The four scalar-prefetch arrays ``(q_lo, q_hi, kv_lo, kv_hi)``, each ``[b * tiles]`` int32."""
-  return [*tile_spans(segs[0], block_q), *tile_spans(segs[1], block_k)]
+def tpu_prefetch(segs, block_q: int, block_k: int, outer: str):
+  """The six scalar-prefetch arrays: the spans ``q_lo, q_hi`` ``[b * q tiles]``, ``kv_lo, kv_hi``
+  ``[b * kv tiles]``, and per tile of the ``outer`` side (``'q'``: forward and dQ grids; ``'kv'``: dK/dV) the first
+  and last tile of the other side it visits, ``[b * outer tiles]`` (see `clamp`)."""
+  b = segs[0].shape[0]
+  spans = [*tile_spans(segs[0], block_q), *tile_spans(segs[1], block_k)]
+  q_lo, q_hi, kv_lo, kv_hi = (x.reshape(b, -1) for x in spans)
+  ok = overlap(q_lo[:, :, None], q_hi[:, :, None], kv_lo[:, None, :], kv_hi[:, None, :])  # [b, nq, nk]: tiny
+  if outer == "kv":
+    ok = ok.transpose(0, 2, 1)
+  n = ok.shape[2]
+  idx = jnp.arange(n, dtype=jnp.int32)
+  first = jnp.min(jnp.where(ok, idx, n), axis=2)
+  last = jnp.max(jnp.where(ok, idx, -1), axis=2)
+  first, last = jnp.where(last < 0, 0, first), jnp.maximum(last, 0)  # a tile visiting nothing: any index
+  return spans + [first.reshape(-1).astype(jnp.int32), last.reshape(-1).astype(jnp.int32)]
+
+
+def clamp(prefetch, batch, outer_tile, inner_tile, num_outer_tiles: int):
+  """The tile index an index map fetches: ``inner_tile`` clamped to the range the outer tile visits.
+
+  Outside that range the index stays on its first/last tile, so the pipeline issues no new DMA for the skipped
+  tiles there (as the causal clamp does); tiles inside the range that the kernel skips (unsorted ids) are still
+  fetched. ``prefetch`` is empty without segment ids.
+  """
+  if not prefetch:
+    return inner_tile
+  k = batch * num_outer_tiles + outer_tile
+  return jnp.minimum(jnp.maximum(inner_tile, prefetch[4][k]), prefetch[5][k])
 
 
 def tpu_specs(q_index, kv_index, block_q: int, block_k: int):

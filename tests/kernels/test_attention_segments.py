@@ -43,11 +43,12 @@ def _by_hand(q_ids, kv_ids):
 
 
 def _value_and_grads(fn, q, k, v, bias, ct):
-  """Output and the gradients of <out, ct> wrt q, k, v and the bias, in one jitted call."""
+  """Output and the gradients of <out, ct> wrt q, k, v and the bias (when given), in one jitted call."""
   @jax.jit
   def run(q, k, v, bias, ct):
     loss = lambda q, k, v, bias: jnp.sum(fn(q, k, v, bias) * ct)
-    return fn(q, k, v, bias), jax.grad(loss, argnums=(0, 1, 2, 3))(q, k, v, bias)
+    argnums = (0, 1, 2) if bias is None else (0, 1, 2, 3)
+    return fn(q, k, v, bias), jax.grad(loss, argnums=argnums)(q, k, v, bias)
   return run.lower(q, k, v, bias, ct).compile(FAST_COMPILE)(q, k, v, bias, ct)
 
 
@@ -113,20 +114,35 @@ def test_reference_segments_equal_the_dense_mask_with_bias_and_causal():
 
 @pytest.mark.parametrize("backend", ["gpu", "tpu"])
 def test_kernel_skips_tiles_without_a_common_id(backend):
-  """Keys of a tile no query tile shares an id with are never read: NaNs there would poison a computed tile
-  (``0 * NaN`` in ``p @ v``) but leave every output finite when the tile is skipped."""
+  """Keys of a tile no query tile shares an id with are never used: NaNs there would poison a computed tile
+  (``0 * NaN`` in ``p @ v``) but leave every output and gradient finite when the tile is skipped, forward and
+  backward (on TPU the index maps also clamp the fetched tile; query tile 1 starts on key tile 1)."""
   bq, bk = (16, 16) if backend == "gpu" else (16, 128)
   tk = 4 * bk
   q_ids = jnp.asarray([[0] * 16 + [1] * 16])  # query tiles: segment 0, segment 1
   kv_ids = jnp.asarray([[0] * bk + [1] * bk + [2] * 2 * bk])  # key tiles 2, 3: segment 2, no query
-  q, k, v, _ = _qkv(4, 1, 32, tk, 1, 1, 16)
+  q, k, v, ct = _qkv(4, 1, 32, tk, 1, 1, 16)
   poisoned = v.at[:, 2 * bk:].set(jnp.nan)
   tiles = attn.BlockSizes(bq, bk, bq, bk, bq, bk)
-  run = jax.jit(lambda q, k, v: attn.flash_attention(q, k, v, block_sizes=tiles, backend=backend, interpret=True,
-                                                     q_segment_ids=q_ids, kv_segment_ids=kv_ids))
-  out = run.lower(q, k, poisoned).compile(FAST_COMPILE)(q, k, poisoned)
-  assert np.isfinite(np.asarray(out)).all()
-  np.testing.assert_allclose(out, attn.reference(q, k, v, mask=_by_hand(q_ids, kv_ids)), atol=2e-5)
+  kernel = lambda q, k, v, bias: attn.flash_attention(q, k, v, block_sizes=tiles, backend=backend, interpret=True,
+                                                      q_segment_ids=q_ids, kv_segment_ids=kv_ids)
+  out, grads = _value_and_grads(kernel, q, k, poisoned, None, ct)
+  for x in (out, *grads[:3]):
+    assert np.isfinite(np.asarray(x)).all()
+  mask = _by_hand(q_ids, kv_ids)
+  want = _value_and_grads(lambda q, k, v, bias: attn.reference(q, k, v, mask=mask), q, k, v, None, ct)
+  _assert_close((out, grads[:3]), (want[0], want[1][:3]))  # dk, dv of the unused keys: exactly 0 in both
+
+
+def test_tpu_tile_bounds_by_hand():
+  """The TPU index maps' range per outer tile: first..last tile of the other side sharing an id."""
+  q_ids = jnp.asarray([[0] * 16 + [1] * 16 + [-1] * 16])  # 3 query tiles of 16: {0}, {1}, padding
+  kv_ids = jnp.asarray([[0] * 128 + [1] * 200 + [-2] * 56])  # 3 key tiles of 128: {0}, {1}, {1 and padding}
+  segs = segments.prepare(q_ids, kv_ids, 48, 384)
+  *_, first, last = segments.tpu_prefetch(segs, 16, 128, "q")
+  assert first.tolist() == [0, 1, 0] and last.tolist() == [0, 2, 0]  # the padding tile visits nothing: 0..0
+  *_, first, last = segments.tpu_prefetch(segs, 16, 128, "kv")
+  assert first.tolist() == [0, 1, 1] and last.tolist() == [0, 1, 1]
 
 
 def test_allowed_fraction_by_hand():
