@@ -144,12 +144,13 @@ def _causal_first_q_block(plan: _Plan, kv_block, block_q: int, block_k: int):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _split_refs(plan: _Plan, refs, n_head: int):
-  """``refs`` = head refs, [bias], [q ids, kv ids], rest -> (head refs, bias_ref, (q ids, kv ids) | None, rest)."""
+def _split_refs(plan: _Plan, refs, n_head: int, n_seg: int = 3):
+  """``refs`` = head refs, [bias], [q ids, kv ids(, loop bounds)], rest -> (head refs, bias_ref, segment refs | None,
+  rest); ``n_seg``: 3 on GPU (the ids and the program's tile range), 2 on TPU."""
   refs = list(refs)
   head, rest = refs[:n_head], refs[n_head:]
   bias_ref = rest.pop(0) if plan.bias_bcast is not None else None
-  seg_refs = (rest.pop(0), rest.pop(0)) if plan.segmented else None
+  seg_refs = tuple(rest.pop(0) for _ in range(n_seg)) if plan.segmented else None
   return head, bias_ref, seg_refs, rest
 
 
@@ -190,8 +191,8 @@ def _gpu_fwd_kernel(*refs, plan: _Plan, num_kv_blocks: int):
   acc = jnp.zeros((bq, o_ref.shape[-1]), jnp.float32)
   m = jnp.full((bq,), _MASK, jnp.float32)
   l = jnp.zeros((bq,), jnp.float32)
-  hi = _causal_kv_blocks(plan, i, bq, bk, num_kv_blocks)
-  acc, m, l = lax.fori_loop(0, hi, body, (acc, m, l))
+  lo, hi = seg.gpu_range(seg_refs and seg_refs[2], 0, _causal_kv_blocks(plan, i, bq, bk, num_kv_blocks))
+  acc, m, l = lax.fori_loop(lo, hi, body, (acc, m, l))
   o_ref[...] = (acc / jnp.where(l == 0.0, 1.0, l)[:, None]).astype(o_ref.dtype)
   lse_ref[...] = m + jnp.log(l)
 
@@ -233,8 +234,9 @@ def _gpu_forward(plan: _Plan, q, k, v, bias, segs):
     in_specs.append(_gpu_bias_spec(plan, bq, None, tq, tk, "q"))
     args.append(bias)
   if segs is not None:
-    in_specs += seg.gpu_specs(bq, tq, None, tk, "q")
-    args += list(segs)
+    bounds, bounds_spec = seg.gpu_bounds_spec(segs, bq, plan.block_k, "q")
+    in_specs += [*seg.gpu_specs(bq, tq, None, tk, "q"), bounds_spec]
+    args += [*segs, bounds]
   return pl.pallas_call(
       functools.partial(_gpu_fwd_kernel, plan=plan, num_kv_blocks=tk // plan.block_k),
       grid=(tq // bq, b, h),
@@ -257,7 +259,7 @@ def _gpu_dkv_kernel(*refs, plan: _Plan, num_q_blocks: int):
   cols = j * bk + jnp.arange(bk)[None, :]
   dk = jnp.zeros(k.shape, jnp.float32)
   dv = jnp.zeros(v.shape, jnp.float32)
-  lo = _causal_first_q_block(plan, j, bq, bk)
+  lo, hi = seg.gpu_range(seg_refs and seg_refs[2], _causal_first_q_block(plan, j, bq, bk), num_q_blocks)
   if seg_refs is not None:
     kv_ids = seg_refs[1][...]  # [bk]
     kv_span = seg.span(kv_ids)
@@ -288,7 +290,7 @@ def _gpu_dkv_kernel(*refs, plan: _Plan, num_q_blocks: int):
       ds = p * (dp - delta_ref[head, pl.ds(start, bq)][:, None])
       dk = dk + pltr.dot(ds.astype(q.dtype), q, trans_a=True)
       return dk, dv
-    dk, dv = lax.fori_loop(lo, num_q_blocks, body, (dk, dv))
+    dk, dv = lax.fori_loop(lo, hi, body, (dk, dv))
   dk_ref[...] = (dk * plan.scale).astype(dk_ref.dtype)
   dv_ref[...] = dv.astype(dv_ref.dtype)
 
@@ -332,13 +334,14 @@ def _gpu_dq_kernel(*refs, plan: _Plan, num_kv_blocks: int, need_dbias: bool):
       dbias_ref[:, pl.ds(start, bk)] = ds.astype(dbias_ref.dtype)
     return dq + pltr.dot(ds.astype(k.dtype), k)
 
-  hi = _causal_kv_blocks(plan, i, bq, bk, num_kv_blocks)
-  dq = lax.fori_loop(0, hi, body, jnp.zeros(q.shape, jnp.float32))
+  lo, hi = seg.gpu_range(seg_refs and seg_refs[2], 0, _causal_kv_blocks(plan, i, bq, bk, num_kv_blocks))
+  dq = lax.fori_loop(lo, hi, body, jnp.zeros(q.shape, jnp.float32))
   dq_ref[...] = (dq * plan.scale).astype(dq_ref.dtype)
-  if dbias_ref is not None and plan.causal:
-    def zero(j, carry):  # tiles above the diagonal were never visited: their gradient is 0
+  if dbias_ref is not None and (plan.causal or plan.segmented):
+    def zero(j, carry):  # tiles outside the loop were never visited: their gradient is 0
       dbias_ref[:, pl.ds(j * bk, bk)] = jnp.zeros((bq, bk), dbias_ref.dtype)
       return carry
+    lax.fori_loop(0, lo, zero, 0)
     lax.fori_loop(hi, num_kv_blocks, zero, 0)
 
 
@@ -361,8 +364,9 @@ def _gpu_backward(plan: _Plan, q, k, v, bias, segs, do, lse, delta, need_dbias: 
     in_specs.append(_gpu_bias_spec(plan, None, bk, tq, tk, "kv"))
     args.append(bias)
   if segs is not None:
-    in_specs += seg.gpu_specs(None, tq, bk, tk, "kv")
-    args += list(segs)
+    bounds, bounds_spec = seg.gpu_bounds_spec(segs, bq, bk, "kv")
+    in_specs += [*seg.gpu_specs(None, tq, bk, tk, "kv"), bounds_spec]
+    args += [*segs, bounds]
   in_specs += [
       pl.BlockSpec((None, tq, g, dv), lambda j, bi, hi: (bi, 0, hi, 0)),
       pl.BlockSpec((None, g, tq), lambda j, bi, hi: (bi, hi, 0)),
@@ -391,8 +395,9 @@ def _gpu_backward(plan: _Plan, q, k, v, bias, segs, do, lse, delta, need_dbias: 
     in_specs.append(_gpu_bias_spec(plan, bq, None, tq, tk, "q"))
     args.append(bias)
   if segs is not None:
-    in_specs += seg.gpu_specs(bq, tq, None, tk, "q")
-    args += list(segs)
+    bounds, bounds_spec = seg.gpu_bounds_spec(segs, bq, plan.block_k_dq, "q")
+    in_specs += [*seg.gpu_specs(bq, tq, None, tk, "q"), bounds_spec]
+    args += [*segs, bounds]
   in_specs += [
       pl.BlockSpec((None, bq, None, dv), lambda i, bi, hi: (bi, i, hi, 0)),
       pl.BlockSpec((None, None, bq), lambda i, bi, hi: (bi, hi, i)),
@@ -442,7 +447,7 @@ def _lanes(x, n: int):
 def _tpu_refs(plan: _Plan, refs):
   """The kernel's refs: (SMEM tile spans | None, q, k, v, bias_ref, segment-id refs | None, the rest)."""
   spans, refs = (refs[:4], refs[6:]) if plan.segmented else (None, refs)  # (the 2 bounds serve the index maps)
-  (q_ref, k_ref, v_ref), bias_ref, seg_refs, rest = _split_refs(plan, refs, 3)
+  (q_ref, k_ref, v_ref), bias_ref, seg_refs, rest = _split_refs(plan, refs, 3, 2)
   return spans, q_ref, k_ref, v_ref, bias_ref, seg_refs, rest
 
 
@@ -511,7 +516,7 @@ def _tpu_params(n_parallel: int, n_arbitrary: int):
 
 def _tpu_extra(plan: _Plan, bias, segs, bq: int, bk: int, index, outer: str):
   """Specs, operands and scalar-prefetch operands of the bias and segment ids; ``index(*grid ids, *prefetch refs)
-  -> (batch, head, q tile, k tile)``; ``outer``: the grid's outer tile side (`seg.tpu_prefetch`)."""
+  -> (batch, head, q tile, k tile)``; ``outer``: the grid's outer tile side (`seg.tile_bounds`)."""
   specs, args, prefetch = [], [], []
   if bias is not None:
     specs.append(_tpu_bias_spec(plan, bq, bk, index))
@@ -519,7 +524,7 @@ def _tpu_extra(plan: _Plan, bias, segs, bq: int, bk: int, index, outer: str):
   if segs is not None:
     specs += seg.tpu_specs(lambda *ids: index(*ids)[::2], lambda *ids: index(*ids)[::3], bq, bk)
     args += list(seg.tpu_layout(segs))
-    prefetch = seg.tpu_prefetch(segs, bq, bk, outer)
+    prefetch = seg.tile_bounds(segs, bq, bk, outer)
   return specs, args, prefetch
 
 

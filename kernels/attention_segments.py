@@ -160,10 +160,11 @@ def tpu_layout(segs):
           lax.broadcast_in_dim(kv, (kv.shape[0], SUBLANES, kv.shape[1]), (0, 2)))
 
 
-def tpu_prefetch(segs, block_q: int, block_k: int, outer: str):
-  """The six scalar-prefetch arrays: the spans ``q_lo, q_hi`` ``[b * q tiles]``, ``kv_lo, kv_hi``
-  ``[b * kv tiles]``, and per tile of the ``outer`` side (``'q'``: forward and dQ grids; ``'kv'``: dK/dV) the first
-  and last tile of the other side it visits, ``[b * outer tiles]`` (see `clamp`)."""
+def tile_bounds(segs, block_q: int, block_k: int, outer: str):
+  """Six int32 arrays: the spans ``q_lo, q_hi`` ``[b * q tiles]``, ``kv_lo, kv_hi`` ``[b * kv tiles]``, and per
+  tile of the ``outer`` side (``'q'``: forward and dQ; ``'kv'``: dK/dV) the first and last tile of the other side
+  it visits, ``[b * outer tiles]`` (``0, 0`` when it visits none). The TPU kernels scalar-prefetch all six (see
+  `clamp`); the Triton kernels loop over first..last only."""
   b = segs[0].shape[0]
   spans = [*tile_spans(segs[0], block_q), *tile_spans(segs[1], block_k)]
   q_lo, q_hi, kv_lo, kv_hi = (x.reshape(b, -1) for x in spans)
@@ -179,7 +180,7 @@ def tpu_prefetch(segs, block_q: int, block_k: int, outer: str):
 
 
 def clamp(prefetch, batch, outer_tile, inner_tile, num_outer_tiles: int):
-  """The tile index an index map fetches: ``inner_tile`` clamped to the range the outer tile visits.
+  """The tile index a TPU index map fetches: ``inner_tile`` clamped to the range the outer tile visits.
 
   Outside that range the index stays on its first/last tile, so the pipeline issues no new DMA for the skipped
   tiles there (as the causal clamp does); tiles inside the range that the kernel skips (unsorted ids) are still
@@ -189,6 +190,21 @@ def clamp(prefetch, batch, outer_tile, inner_tile, num_outer_tiles: int):
     return inner_tile
   k = batch * num_outer_tiles + outer_tile
   return jnp.minimum(jnp.maximum(inner_tile, prefetch[4][k]), prefetch[5][k])
+
+
+def gpu_bounds_spec(segs, block_q: int, block_k: int, outer: str):
+  """The Triton kernels' loop range: ``[b, outer tiles, 2]`` (first, last) and its BlockSpec (the program's own)."""
+  b = segs[0].shape[0]
+  *_, first, last = tile_bounds(segs, block_q, block_k, outer)
+  bounds = jnp.stack([first, last], axis=-1).reshape(b, -1, 2)
+  return bounds, pl.BlockSpec((None, None, 2), lambda t, bi, hi: (bi, t, 0))
+
+
+def gpu_range(bounds_ref, lo, hi):
+  """``[lo, hi)`` narrowed to the tiles the program visits (``bounds_ref``: its (first, last)); None refs: as is."""
+  if bounds_ref is None:
+    return lo, hi
+  return jnp.maximum(lo, bounds_ref[0]), jnp.minimum(hi, bounds_ref[1] + 1)
 
 
 def tpu_specs(q_index, kv_index, block_q: int, block_k: int):

@@ -134,14 +134,14 @@ def test_kernel_skips_tiles_without_a_common_id(backend):
   _assert_close((out, grads[:3]), (want[0], want[1][:3]))  # dk, dv of the unused keys: exactly 0 in both
 
 
-def test_tpu_tile_bounds_by_hand():
-  """The TPU index maps' range per outer tile: first..last tile of the other side sharing an id."""
+def test_tile_bounds_by_hand():
+  """The range per outer tile (TPU index maps, Triton loops): first..last tile of the other side sharing an id."""
   q_ids = jnp.asarray([[0] * 16 + [1] * 16 + [-1] * 16])  # 3 query tiles of 16: {0}, {1}, padding
   kv_ids = jnp.asarray([[0] * 128 + [1] * 200 + [-2] * 56])  # 3 key tiles of 128: {0}, {1}, {1 and padding}
   segs = segments.prepare(q_ids, kv_ids, 48, 384)
-  *_, first, last = segments.tpu_prefetch(segs, 16, 128, "q")
+  *_, first, last = segments.tile_bounds(segs, 16, 128, "q")
   assert first.tolist() == [0, 1, 0] and last.tolist() == [0, 2, 0]  # the padding tile visits nothing: 0..0
-  *_, first, last = segments.tpu_prefetch(segs, 16, 128, "kv")
+  *_, first, last = segments.tile_bounds(segs, 16, 128, "kv")
   assert first.tolist() == [0, 1, 1] and last.tolist() == [0, 1, 1]
 
 
