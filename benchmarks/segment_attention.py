@@ -138,7 +138,8 @@ def run(lengths, coverages, batch, heads, head_dim, dtype, causal, padding, reps
         ok = err <= tol
         print(f"    check: |seg - reference| / |reference| = {err:.2e} ({'ok' if ok else 'FAILED'}, tolerance "
               f"{tol:.0e})", flush=True)
-      print(f"{length:>6} {cov:>6.0%} {pair_fraction(ids_np):>6.1%} {visited:>6.1%} {1 - visited / full_visited:>8.1%} | "
+      skipped = 1 - visited / full_visited
+      print(f"{length:>6} {cov:>6.0%} {pair_fraction(ids_np):>6.1%} {visited:>6.1%} {skipped:>8.1%} | "
             f"{1e3 * tf:>9.2f} {1e3 * full_f:>9.2f} {tf / full_f:>6.2f} | {1e3 * tfb:>9.2f} {1e3 * full_fb:>9.2f} "
             f"{tfb / full_fb:>6.2f} | {1e3 * tdb:>9.2f} {tdb / full_fb:>6.2f}", flush=True)
   return ok

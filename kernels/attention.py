@@ -42,8 +42,9 @@ Parts, in the order of DESIGN.md "Kernels":
 * Segment ids, in :mod:`zoo.kernels.attention_segments`: checks, the dense rule (the reference's), and the kernels'
   per-tile masks and tile skipping, in the style of jax's splash attention. The ids reach the kernels as small
   per-tile int arrays (never a ``[q, k]`` mask in HBM); a (query tile, key tile) pair whose id spans do not
-  overlap is skipped (Triton: ``lax.cond`` in the tile loop; TPU: spans scalar-prefetched into SMEM and
-  ``pl.when``), in the forward and both backward kernels. Exact for self-attention over sorted (packed) ids,
+  overlap is skipped (Triton: the tile loop narrowed to the tiles that can match, ``lax.cond`` inside; TPU: spans
+  scalar-prefetched into SMEM, ``pl.when``, index maps clamped so skipped tiles issue no DMA), in the forward and
+  both backward kernels. Exact for self-attention over sorted (packed) ids,
   conservative otherwise.
 
 Details and limits:

@@ -14,11 +14,13 @@ compare them inside the kernel, after the wrapper has rewritten padding so that 
 with no allowed pair is skipped: each tile's ids span ``[lo, hi]`` over its non-negative ids, and two tiles can only
 share an id when their spans overlap. The test is exact for self-attention over sorted (packed) ids (a tile's ids
 are then a run of consecutive segments); otherwise it is conservative (a tile pair it keeps may still be fully
-masked, which costs time, never correctness). The Triton kernels compute the spans of their tiles in the kernel and skip with ``lax.cond`` inside the
-key (or query) loop; the TPU kernels get them per tile as scalar-prefetched arrays (SMEM) and skip the tile's compute
-with ``pl.when``; their index maps clamp each key (dK/dV: query) tile to the first..last tile the other side
-visits, so no DMA is issued outside that range. Inside it (unsorted ids, or a tile of padding between segments) a
-skipped tile is still fetched: splash's ``data_next`` table, which redirects every skipped fetch, is not built here.
+masked, which costs time, never correctness). The Triton kernels loop only over the first..last tile of the other
+side that their tile can share an id with (`tile_bounds`, computed in the wrapper from the spans: O(tiles^2) ints),
+and inside that range compute the spans of the tiles in the kernel and skip with ``lax.cond``. The TPU kernels get
+the spans per tile as scalar-prefetched arrays (SMEM) and skip the tile's compute with ``pl.when``; their index
+maps clamp each key (dK/dV: query) tile to the first..last tile the other side visits, so no DMA is issued outside
+that range. Inside it (unsorted ids, or a tile of padding between segments) a skipped tile is still fetched:
+splash's ``data_next`` table, which redirects every skipped fetch, is not built here.
 """
 
 from __future__ import annotations
