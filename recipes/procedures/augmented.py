@@ -1,4 +1,4 @@
-"""Backpropagation on augmented batches: random shifts, flips and MixUp drawn from the step's key.
+"""Backpropagation on augmented batches: elastic deformations, random shifts, flips and MixUp from the step's key.
 
 The recipe of "Scaling MLPs: A Tale of Inductive Bias" (Bachmann et al., 2023, arXiv 2306.13575): every training
 batch is augmented (random crops/shifts and flips of the images, then MixUp with alpha 0.8) before the usual
@@ -12,6 +12,8 @@ applied inside the step with the key ``fold_in(fold_in(state.rng, step), 1)``, s
 * ``shift``: the largest random translation in pixels (1 by default: the +-1-pixel shifts for 8x8 digits).
 * ``flip``: random left-right flips (False by default: digits are not mirror-symmetric).
 * ``mixup_alpha``: MixUp's Beta parameter (0.8, the paper's); 0 turns MixUp off.
+* ``elastic_alpha``, ``elastic_sigma``: Simard et al.'s elastic distortion (``augment.elastic_deform``), applied
+  first; ``elastic_alpha = 0`` (default) turns it off. The prototype network's recipe (Li et al., 2018) uses it.
 * ``augment``: True (default): the recipe. False: plain :class:`~zoo.recipes.procedures.backprop.Backprop` on clean
   batches, the ablation of the mechanism.
 
@@ -39,6 +41,8 @@ class Augmented(Backprop):
   shift: int = 1
   flip: bool = False
   mixup_alpha: float = 0.8
+  elastic_alpha: float = 0.0
+  elastic_sigma: float = 4.0
   augment: bool = True
 
   def __post_init__(self):
@@ -46,6 +50,9 @@ class Augmented(Backprop):
       raise ValueError(f"Augmented: `shift` must be an integer >= 0; got {self.shift!r}.")
     if self.mixup_alpha < 0:
       raise ValueError(f"Augmented: `mixup_alpha` must be >= 0 (0 turns MixUp off); got {self.mixup_alpha!r}.")
+    if not self.elastic_alpha >= 0 or not self.elastic_sigma > 0:
+      raise ValueError(f"Augmented: `elastic_alpha` must be >= 0 (0: off) and `elastic_sigma` > 0; got "
+                       f"{self.elastic_alpha!r}, {self.elastic_sigma!r}.")
 
   def augment_batch(self, key, batch):
     """``batch`` with its inputs augmented, and MixUp's ``(perm, lam)`` (None without MixUp). Pure in ``key``."""
@@ -54,9 +61,13 @@ class Augmented(Backprop):
     shift_key, flip_key, mix_key = jax.random.split(key, 3)
     key_in = self.task.input_key
     x = batch[key_in]
-    if (self.shift or self.flip) and x.ndim != 4:
-      raise ValueError(f"Augmented: shifts and flips need images [batch, H, W, C] under {key_in!r}; got shape "
-                       f"{tuple(x.shape)} (set shift=0, flip=False for non-image inputs).")
+    if (self.shift or self.flip or self.elastic_alpha) and x.ndim != 4:
+      raise ValueError(f"Augmented: elastic deformations, shifts and flips need images [batch, H, W, C] under "
+                       f"{key_in!r}; got shape {tuple(x.shape)} (set elastic_alpha=0, shift=0, flip=False for "
+                       "non-image inputs).")
+    if self.elastic_alpha:  # its own key, folded from the step's, so the other draws stay as they were
+      x = augment_lib.elastic_deform(jax.random.fold_in(key, 3), x, alpha=float(self.elastic_alpha),
+                                     sigma=float(self.elastic_sigma))
     if self.shift:
       x = augment_lib.random_shift(shift_key, x, self.shift)
     if self.flip:
