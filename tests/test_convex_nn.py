@@ -115,3 +115,98 @@ def test_convex_procedure_through_fit(single_device_mesh):
   np.testing.assert_allclose(net, objectives[-1], rtol=2e-2)  # the recovered net carries the convex objective
   with pytest.raises(ValueError, match="width"):
     train.fit(cn.TwoLayerReLU(width=10), {"x": x, "y": y}, procedure_kwargs=dict(num_patterns=8), **kw)
+
+
+def _moons_like(n=10, seed=0):
+  rng = np.random.default_rng(seed)
+  x = np.concatenate([rng.normal(size=(n, 2)), np.ones((n, 1))], 1).astype(np.float32)
+  y = np.where(x[:, 0] * x[:, 1] + 0.1 >= 0, 1.0, -1.0).astype(np.float32)
+  return x, y
+
+
+def _cvxpy_robust(x, y, d, beta, eps, dp):
+  cp = pytest.importorskip("cvxpy", reason="cvxpy (the test-only oracle of the robust program) is not installed")
+  xx, dm = x.astype(np.float64), d.astype(np.float64)
+  p, dim = d.shape[1], x.shape[1]
+  v, w = cp.Variable((p, dim)), cp.Variable((p, dim))
+  c = dm @ (v - w)
+  margin = cp.multiply(y, cp.sum(cp.multiply(xx, c), axis=1)) - eps * cp.sum(cp.abs(c[:, :dp]), axis=1)
+  cons = []
+  for i in range(p):  # the dual-norm form of the paper, independent of the solver's epigraph variables
+    cons += [cp.multiply(2 * dm[:, i] - 1, xx @ v[i]) >= eps * cp.norm1(v[i, :dp]),
+             cp.multiply(2 * dm[:, i] - 1, xx @ w[i]) >= eps * cp.norm1(w[i, :dp])]
+  obj = cp.sum(cp.pos(1 - margin)) + beta * (cp.sum(cp.norm(v, 2, axis=1)) + cp.sum(cp.norm(w, 2, axis=1)))
+  problem = cp.Problem(cp.Minimize(obj), cons)
+  problem.solve(solver="CLARABEL")
+  return problem.value
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_robust_admm_matches_the_cvxpy_optimum(eps):
+  x, y = _moons_like()
+  d = cn.sample_patterns(x, 8, jax.random.key(0))
+  optimum = _cvxpy_robust(x, y, d, 0.1, eps, 2)
+  r = cn.robust_admm_solve(x, y, d, 0.1, eps, rho=0.1, iters=3000, perturbed=2)
+  assert r.objective.shape == (3000,) and r.v.shape == (d.shape[1], 3)
+  np.testing.assert_allclose(float(r.objective[-1]), optimum, rtol=1e-2)
+  assert float(r.violation) < 1e-3
+
+
+def test_robust_network_is_certified_over_the_ball():
+  """On the recovered net, the worst case over each ball (checked at the 4 corners, where a pattern-fixed linear
+  function takes its extremes) is the program's hinge term; a PGD attack cannot do better than that bound."""
+  from zoo import attacks  # pylint: disable=g-import-not-at-top
+  x, y = _moons_like(16, 1)
+  eps = 0.05
+  d = cn.sample_patterns(x, 2000, jax.random.key(1), eps=eps, perturbed=2)
+  assert d.shape[1] >= 1
+  r = cn.robust_admm_solve(x, y, d, 0.05, eps, rho=0.1, iters=3000, perturbed=2)
+  assert float(r.violation) < 1e-3
+  u, alpha = cn.recover_network(r.v, r.w)
+  f = lambda p: jax.nn.relu(jnp.concatenate([p, jnp.ones((p.shape[0], 1))], 1) @ u) @ alpha  # noqa: E731
+  corners = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], np.float32) * eps
+  worst = np.min(np.stack([y * np.asarray(f(jnp.asarray(x[:, :2] + c))) for c in corners]), axis=0)
+  c = d.astype(np.float32) @ np.asarray(r.v - r.w)
+  bound = y * np.sum(x * c, 1) - eps * np.abs(c[:, :2]).sum(1)
+  np.testing.assert_allclose(worst, bound, atol=5e-3)  # the program's margin is the network's worst case
+  logits = lambda p: jnp.stack([-f(p), f(p)], 1)  # noqa: E731
+  adv = attacks.pgd_linf(logits, jnp.asarray(x[:, :2]), jnp.asarray(y > 0, jnp.int32), eps, eps / 4, 20)
+  assert np.all(y * np.asarray(f(adv)) >= bound - 5e-3)
+
+
+def test_robust_sampler_and_bad_inputs():
+  x, y = _moons_like(30, 2)
+  h = jax.random.normal(jax.random.key(0), (3, 500))
+  keep = np.asarray(cn.robust_directions(jnp.asarray(x), h, 0.1, 2))
+  margin = np.min(np.abs(x @ np.asarray(h)), 0) - 0.1 * np.abs(np.asarray(h)[:2]).sum(0)
+  np.testing.assert_array_equal(keep, margin >= 0)
+  assert 0 < keep.sum() < 500
+  robust = cn.sample_patterns(x, 500, jax.random.key(0), eps=0.1, perturbed=2)
+  plain = cn.sample_patterns(x, 500, jax.random.key(0))
+  assert robust.shape[1] < plain.shape[1]
+  d = plain[:, :6]
+  with pytest.raises(ValueError, match="-1 / \\+1"):
+    cn.robust_admm_solve(x, (y > 0).astype(np.float32), d, 0.1, 0.1)
+  with pytest.raises(ValueError, match="eps"):
+    cn.robust_admm_solve(x, y, d, 0.1, -0.1)
+  with pytest.raises(ValueError, match="perturbed"):
+    cn.robust_admm_solve(x, y, d, 0.1, 0.1, perturbed=4)
+  with pytest.raises(ValueError, match="iters"):
+    cn.robust_admm_solve(x, y, d, 0.1, 0.1, iters=0)
+  with pytest.raises(ValueError, match="none of the"):
+    cn.sample_patterns(x, 3, jax.random.key(0), eps=100.0)
+
+
+def test_robust_procedure_through_fit(single_device_mesh):
+  from zoo.recipes import tasks, train  # pylint: disable=g-import-not-at-top
+  from zoo.recipes.procedures import convex_relu  # pylint: disable=g-import-not-at-top
+  x, y = _moons_like(24, 3)
+  kw = dict(task=tasks.Regression(), steps=4, batch_size=24, mesh=single_device_mesh, log_every=1,
+            sampler=lambda step: np.arange(24), procedure=convex_relu.RobustConvexReLU)
+  result = train.fit(cn.TwoLayerReLU(width=16), {"x": x, "y": y},
+                     procedure_kwargs=dict(num_patterns=8, num_candidates=256, beta=0.05, eps=0.05, perturbed=2,
+                                           iters_per_step=200, attack_eps=0.05), **kw)
+  objectives = [r["train/objective"] for r in result.history]
+  assert objectives[-1] < objectives[0]
+  with pytest.raises(ValueError, match="width"):
+    train.fit(cn.TwoLayerReLU(width=10), {"x": x, "y": y}, procedure_kwargs=dict(num_patterns=8), **kw)

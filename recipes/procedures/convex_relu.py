@@ -16,6 +16,10 @@ metrics work as for any procedure:
 
 ``constrained=False`` drops the cone constraints (the relaxation; the ablation of the paper's mechanism). The
 optimizer the trainer builds is unused: ADMM is the optimiser.
+
+:class:`RobustConvexReLU`: the adversarially robust counterpart (the paper's Section 5; the program and its ADMM in
+``zoo.convex_nn.robust_admm_solve``) through the same loop; ``eps=0`` is its ablation; its ``evaluate`` reports
+the accuracy under ``zoo.attacks.pgd_linf``.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 
+from zoo import attacks
 from zoo import convex_nn
 from zoo.recipes.procedures import backprop
 
-__all__ = ["ConvexReLU", "ConvexState"]
+__all__ = ["ConvexReLU", "ConvexState", "RobustConvexReLU", "RobustConvexState"]
 
 
 class ConvexState(flax.struct.PyTreeNode):
@@ -141,3 +146,124 @@ class ConvexReLU:
   def evaluate(self, state: ConvexState, batch):
     outputs = backprop.call_model(self.model, self.variables(state), self.task.inputs(batch), train=False)
     return self.task.metrics(outputs, batch)
+
+
+class RobustConvexState(flax.struct.PyTreeNode):
+  """``h [d, P]`` directions; ``chol`` the factor of the robust ADMM's ``theta``-system; ``carry`` the ADMM's
+  ``(z, s, m, lam_z, lam_s, lam_m)`` (see ``zoo.convex_nn.robust_admm_iterate``)."""
+  step: jax.Array
+  h: jax.Array
+  chol: jax.Array
+  carry: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustConvexReLU:
+  """The adversarially robust convex program (Bai et al., Section 5) by ADMM through the one loop.
+
+  ``zoo.convex_nn.robust_admm_solve``'s program (hinge loss on labels ``y`` in {-1, +1}, the worst case over the
+  ``l_inf`` ball of radius ``eps`` on the ``perturbed`` leading features through the dual norm ``||.||_1``, the
+  patterns held over every ball), with its solver's pieces (``robust_admm_system`` once in ``init``,
+  ``robust_admm_iterate`` in every ``step``). ``init`` draws ``num_candidates`` directions and keeps ``num_patterns``
+  of them, those that keep distance ``eps`` from every example first (``zoo.convex_nn.robust_directions``;
+  a pattern no direction of which does so has only the zero neuron in the robust program). ``eps = 0`` is the
+  ablation: the same procedure with the standard (non-robust) convex hinge program and plain sampled patterns.
+
+  ``evaluate`` adds ``accuracy`` (``sign f(x) = y``) and ``pgd_accuracy``: the accuracy under
+  ``zoo.attacks.pgd_linf`` at radius ``attack_eps`` (``attack_steps`` steps of ``attack_eps / 4``, random start)
+  on the ``perturbed`` features, the others (a constant bias feature) left alone.
+
+  Attributes:
+    model: a ``zoo.convex_nn.TwoLayerReLU`` with ``width = 2 * num_patterns``.
+    task: a regression task whose targets are the labels -1 / +1.
+    optimizer: unused.
+    num_patterns, num_candidates: patterns kept, directions drawn.
+    beta: the group-lasso weight; rho: the ADMM penalty; iters_per_step: ADMM iterations per loop step.
+    eps: the training radius (0: the ablation); perturbed: how many leading features the ball perturbs (0: all).
+    attack_eps, attack_steps: the PGD evaluation.
+  """
+  model: nn.Module
+  task: Any
+  optimizer: Any = None
+  num_patterns: int = 32
+  num_candidates: int = 4096
+  beta: float = 1e-2
+  rho: float = 0.1
+  iters_per_step: int = 50
+  eps: float = 0.1
+  perturbed: int = 0
+  attack_eps: float = 0.1
+  attack_steps: int = 20
+
+  def __post_init__(self):
+    width = getattr(self.model, "width", None)
+    if not isinstance(self.model, convex_nn.TwoLayerReLU) or width != 2 * self.num_patterns:
+      raise ValueError(f"RobustConvexReLU: model must be zoo.convex_nn.TwoLayerReLU(width=2 * num_patterns = "
+                       f"{2 * self.num_patterns}); got {type(self.model).__name__}(width={width}).")
+    if not self.beta > 0 or not self.rho > 0 or self.iters_per_step < 1 or not self.eps >= 0:
+      raise ValueError(f"RobustConvexReLU: need beta > 0, rho > 0, iters_per_step >= 1, eps >= 0; got {self.beta}, "
+                       f"{self.rho}, {self.iters_per_step}, {self.eps}.")
+    if self.num_candidates < self.num_patterns:
+      raise ValueError(f"RobustConvexReLU: num_candidates ({self.num_candidates}) must be >= num_patterns "
+                       f"({self.num_patterns}).")
+
+  def _xy(self, batch):
+    x = self.task.inputs(batch).astype(jnp.float32)
+    y = batch[self.task.target_key].astype(jnp.float32).reshape(x.shape[0])
+    convex_nn.check_shape(x, "x", "batch features", where="RobustConvexReLU", dtype="floating")
+    return x, y
+
+  def _dp(self, x):
+    return x.shape[1] if self.perturbed in (0, None) else int(self.perturbed)
+
+  def _system(self, x, y, h, chol=None):
+    patterns = x @ h >= 0
+    if chol is None:
+      return convex_nn.robust_admm_system(x, y, patterns, self.eps, perturbed=self._dp(x))
+    return convex_nn.RobustSystem(chol=chol, x=x, y=y, patterns=patterns, eps=jnp.asarray(self.eps, x.dtype))
+
+  def init(self, rng, batch) -> RobustConvexState:
+    x, y = self._xy(batch)
+    candidates = jax.random.normal(rng, (x.shape[1], self.num_candidates), jnp.float32)
+    keep = convex_nn.robust_directions(x, candidates, self.eps, self._dp(x))
+    h = candidates[:, jnp.argsort(~keep, stable=True)[:self.num_patterns]]
+    system = self._system(x, y, h)
+    return RobustConvexState(step=jnp.zeros((), jnp.int32), h=h, chol=system.chol,
+                             carry=convex_nn.robust_admm_init(system, self._dp(x)))
+
+  def step(self, state: RobustConvexState, batch):
+    x, y = self._xy(batch)
+    system = self._system(x, y, state.h, state.chol)
+    carry, res = convex_nn.robust_admm_iterate(system, state.carry, self.beta, self.rho, self.iters_per_step,
+                                               self._dp(x))
+    p, d = self.num_patterns, x.shape[1]
+    z = carry[0].reshape(2 * p, d)
+    metrics = {"objective": convex_nn.robust_objective(x, y, system.patterns, z[:p], z[p:], self.beta, self.eps,
+                                                       self._dp(x)),
+               "violation": convex_nn.robust_violation(x, system.patterns, z[:p], z[p:], self.eps, self._dp(x)),
+               "residual": res[-1]}
+    return state.replace(step=state.step + 1, carry=carry), metrics
+
+  def variables(self, state: RobustConvexState):
+    z = state.carry[0].reshape(2 * self.num_patterns, -1)
+    norms = jnp.linalg.norm(z, axis=1)
+    u = z / jnp.sqrt(jnp.maximum(norms, 1e-30))[:, None]
+    alpha = jnp.sqrt(norms) * jnp.concatenate([jnp.ones(self.num_patterns), -jnp.ones(self.num_patterns)])
+    return {"params": {"u": u.T, "alpha": alpha}}
+
+  def evaluate(self, state: RobustConvexState, batch):
+    variables = self.variables(state)
+    x, y = self._xy(batch)
+    dp = self._dp(x)
+    f = lambda xp: backprop.call_model(self.model, variables, jnp.concatenate([xp, x[:, dp:]], axis=1),  # noqa: E731
+                                       train=False)
+    logits = lambda xp: jnp.stack([-f(xp), f(xp)], axis=1)  # noqa: E731
+    labels = (y > 0).astype(jnp.int32)
+    key = jax.random.fold_in(jax.random.key(0), state.step)
+    x_adv = attacks.pgd_linf(logits, x[:, :dp], labels, self.attack_eps, self.attack_eps / 4, self.attack_steps,
+                             key=key)
+    outputs = f(x[:, :dp])
+    metrics = dict(self.task.metrics(outputs, batch))
+    metrics["accuracy"] = (jnp.sign(outputs) == y).astype(jnp.float32)
+    metrics["pgd_accuracy"] = (jnp.sign(f(x_adv)) == y).astype(jnp.float32)
+    return metrics
