@@ -21,5 +21,5 @@ def test_device_script_dry_run(tmp_path):
   results = (tmp_path / "device_results.md").read_text()
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   assert "all kernels match their references" in results
-  for step in ("kernel correctness", "attention", "kan", "multigrid", "maxsim"):
+  for step in ("kernel correctness", "attention", "kan", "multigrid", "maxsim", "segment attention"):
     assert f"({step}: exit 0," in results, step
