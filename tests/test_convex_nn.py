@@ -204,9 +204,18 @@ def test_robust_procedure_through_fit(single_device_mesh):
   kw = dict(task=tasks.Regression(), steps=4, batch_size=24, mesh=single_device_mesh, log_every=1,
             sampler=lambda step: np.arange(24), procedure=convex_relu.RobustConvexReLU)
   result = train.fit(cn.TwoLayerReLU(width=16), {"x": x, "y": y},
-                     procedure_kwargs=dict(num_patterns=8, num_candidates=256, beta=0.05, eps=0.05, perturbed=2,
+                     procedure_kwargs=dict(num_patterns=8, beta=0.05, eps=0.05, perturbed=2,
                                            iters_per_step=200, attack_eps=0.05), **kw)
   objectives = [r["train/objective"] for r in result.history]
-  assert objectives[-1] < objectives[0]
+  # The procedure runs the library's solver: 4 x 200 iterations from the state's patterns are robust_admm_solve's.
+  patterns = np.asarray(x @ np.asarray(result.state.h) >= 0)
+  direct = cn.robust_admm_solve(x, y, patterns, 0.05, 0.05, rho=0.1, iters=800, perturbed=2)
+  np.testing.assert_allclose(objectives[-1], float(direct.objective[-1]), rtol=1e-3)
+  u, alpha = cn.recover_network(direct.v, direct.w)
+  f = lambda p: jax.nn.relu(p @ u) @ alpha  # noqa: E731
+  np.testing.assert_allclose(np.asarray(cn.TwoLayerReLU(width=16).apply(result.variables, x)), f(x), atol=1e-3)
+  metrics = result.evaluate({"x": x, "y": y})
+  np.testing.assert_allclose(metrics["accuracy"], np.mean(np.sign(np.asarray(f(x))) == y), atol=1e-6)
+  assert 0.0 <= metrics["pgd_accuracy"] <= metrics["accuracy"]
   with pytest.raises(ValueError, match="width"):
     train.fit(cn.TwoLayerReLU(width=10), {"x": x, "y": y}, procedure_kwargs=dict(num_patterns=8), **kw)

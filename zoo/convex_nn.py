@@ -72,8 +72,8 @@ from zoo.layers import partitioned
 
 __all__ = ["ADMMResult", "RobustSystem", "TwoLayerReLU", "admm_solve", "cone_violation", "convex_objective",
            "enumerate_patterns_2d", "network_objective", "recover_network", "robust_admm_init", "robust_admm_iterate",
-           "robust_admm_solve", "robust_admm_system", "robust_directions", "robust_objective", "robust_violation", "sample_patterns",
-           "scp_solve"]
+           "robust_admm_solve", "robust_admm_system", "robust_directions", "robust_objective", "robust_violation",
+           "sample_patterns", "scp_solve"]
 
 
 def _check_xy(x, y, where):
@@ -384,9 +384,8 @@ def _robust_ops(x, y, patterns, eps, dp):
   return apply, split, size
 
 
-def robust_admm_system(x, y, patterns, eps, *, rho: float = 1.0, perturbed=None) -> RobustSystem:
+def robust_admm_system(x, y, patterns, eps, *, perturbed=None) -> RobustSystem:
   """Factorise the robust ADMM's ``theta``-system ``A^T A`` once (``A`` of :func:`_robust_ops`; ``rho`` cancels)."""
-  del rho
   dp = x.shape[1] if perturbed is None else perturbed
   return _robust_system(jnp.asarray(x), jnp.asarray(y), jnp.asarray(patterns), jnp.asarray(eps, x.dtype), dp)
 

@@ -164,10 +164,9 @@ class RobustConvexReLU:
   ``zoo.convex_nn.robust_admm_solve``'s program (hinge loss on labels ``y`` in {-1, +1}, the worst case over the
   ``l_inf`` ball of radius ``eps`` on the ``perturbed`` leading features through the dual norm ``||.||_1``, the
   patterns held over every ball), with its solver's pieces (``robust_admm_system`` once in ``init``,
-  ``robust_admm_iterate`` in every ``step``). ``init`` draws ``num_candidates`` directions and keeps ``num_patterns``
-  of them, those that keep distance ``eps`` from every example first (``zoo.convex_nn.robust_directions``;
-  a pattern no direction of which does so has only the zero neuron in the robust program). ``eps = 0`` is the
-  ablation: the same procedure with the standard (non-robust) convex hinge program and plain sampled patterns.
+  ``robust_admm_iterate`` in every ``step``). ``init`` draws ``num_patterns`` directions ``h ~ N(0, I)`` as
+  ``ConvexReLU`` (the robust constraints zero the neurons of the patterns that cannot hold over the balls).
+  ``eps = 0`` is the ablation: the same procedure and patterns with the standard (non-robust) convex hinge program.
 
   ``evaluate`` adds ``accuracy`` (``sign f(x) = y``) and ``pgd_accuracy``: the accuracy under
   ``zoo.attacks.pgd_linf`` at radius ``attack_eps`` (``attack_steps`` steps of ``attack_eps / 4``, random start)
@@ -177,7 +176,7 @@ class RobustConvexReLU:
     model: a ``zoo.convex_nn.TwoLayerReLU`` with ``width = 2 * num_patterns``.
     task: a regression task whose targets are the labels -1 / +1.
     optimizer: unused.
-    num_patterns, num_candidates: patterns kept, directions drawn.
+    num_patterns: sampled activation patterns ``P``.
     beta: the group-lasso weight; rho: the ADMM penalty; iters_per_step: ADMM iterations per loop step.
     eps: the training radius (0: the ablation); perturbed: how many leading features the ball perturbs (0: all).
     attack_eps, attack_steps: the PGD evaluation.
@@ -186,7 +185,6 @@ class RobustConvexReLU:
   task: Any
   optimizer: Any = None
   num_patterns: int = 32
-  num_candidates: int = 4096
   beta: float = 1e-2
   rho: float = 0.1
   iters_per_step: int = 50
@@ -203,9 +201,6 @@ class RobustConvexReLU:
     if not self.beta > 0 or not self.rho > 0 or self.iters_per_step < 1 or not self.eps >= 0:
       raise ValueError(f"RobustConvexReLU: need beta > 0, rho > 0, iters_per_step >= 1, eps >= 0; got {self.beta}, "
                        f"{self.rho}, {self.iters_per_step}, {self.eps}.")
-    if self.num_candidates < self.num_patterns:
-      raise ValueError(f"RobustConvexReLU: num_candidates ({self.num_candidates}) must be >= num_patterns "
-                       f"({self.num_patterns}).")
 
   def _xy(self, batch):
     x = self.task.inputs(batch).astype(jnp.float32)
@@ -224,9 +219,7 @@ class RobustConvexReLU:
 
   def init(self, rng, batch) -> RobustConvexState:
     x, y = self._xy(batch)
-    candidates = jax.random.normal(rng, (x.shape[1], self.num_candidates), jnp.float32)
-    keep = convex_nn.robust_directions(x, candidates, self.eps, self._dp(x))
-    h = candidates[:, jnp.argsort(~keep, stable=True)[:self.num_patterns]]
+    h = jax.random.normal(rng, (x.shape[1], self.num_patterns), jnp.float32)
     system = self._system(x, y, h)
     return RobustConvexState(step=jnp.zeros((), jnp.int32), h=h, chol=system.chol,
                              carry=convex_nn.robust_admm_init(system, self._dp(x)))

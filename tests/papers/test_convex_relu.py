@@ -34,7 +34,38 @@ slower than linear on that instance), so the test asserts 1e-3 relative (the ora
 dropping the projection of the slacks (``s = gu + nu`` instead of ``max(gu + nu, 0)`` in ``_admm``) turns ADMM into
 the relaxation: objective 3.353 against the optimum 3.654, the first assertion fails. Cost: ~11 s of CPU time.
 
-Not implemented: the adversarially robust counterpart (the paper's Section 5) and its PGD-accuracy claim.
+The adversarially robust counterpart (the paper's Section 5), ``zoo.convex_nn.robust_admm_solve``: the hinge loss
+with its worst case over ``||delta||_inf <= eps`` (the dual norm ``||.||_1`` of the pattern-fixed network's weights)
+and the activation patterns held over every ball (``(2 D_i - I) X v_i >= eps ||v_i||_1``). Data: ``make_moons``
+(``zoo.recipes.datasets.moons.moons_arrays``), 60 training points, noise 0.3, plus a constant bias feature (not
+perturbed), 400 test points, 3 independent draws per offset; 64 sampled patterns per draw shared by the three nets,
+``beta = 0.01``, 1000 ADMM iterations each, training ``eps = 0.15``; accuracy under ``zoo.attacks.pgd_linf`` at
+``eps = 0.15`` (20 steps of eps/4, random start) on the test points. Baseline: the standard convex net
+(``admm_solve``, squared loss on the +-1 labels); ablation: the same robust solver with ``eps = 0`` (the standard
+convex hinge program).
+
+====================================  ===================  ===================  ===================
+PGD accuracy at eps 0.15, mean of 3   0                    1                    2
+====================================  ===================  ===================  ===================
+robust convex (eps 0.15)              0.802                0.777                0.779
+ablation (eps 0, hinge)               0.615                0.730                0.591
+baseline (standard, squared loss)     0.636                0.727                0.613
+robust - baseline, per draw           0.15 / 0.22 / 0.13   0.09 / 0.04 / 0.03   0.20 / 0.13 / 0.18
+robust violation, mean                0.043                0.033                0.036
+====================================  ===================  ===================  ===================
+
+(Offsets 3 / 4 / 5, not run by CI: robust - baseline 0.094 / 0.073 / 0.067, robust - ablation 0.115 / 0.148 /
+0.090; over all 18 draws the robust net is ahead of both on every draw, by >= 0.023.) The test asserts, per
+offset: robust ahead of both on every draw, mean margins >= 0.025 over both, robust violation <= 0.1.
+
+Mutation check: dropping the ``- eps * jnp.sum(t, axis=1)`` of the robust cone constraints in
+``zoo.convex_nn._robust_ops`` (the line that holds the patterns over the balls) fails the test on offsets 0 / 1 / 2
+(first draw: violation 2.63 / 2.26 / 3.11 > 0.1; its PGD accuracy there 0.695 / 0.718 / 0.590, behind the ablation
+or the baseline on offsets 1 and 2). Dropping only the loss's dual-norm term (``- eps * jnp.sum(tau, axis=1)``, the
+worst-case margin) does **not** fail it: mean PGD accuracy 0.777 / 0.760 / 0.759 (against 0.802 / 0.777 / 0.779):
+at this scale the robust constraints (they zero or reshape the neurons whose patterns cannot hold over the balls)
+carry most of the gain; the worst-case loss term adds 2-2.5 points.
+Cost: ~11 s of CPU time for the robust test.
 """
 
 import flax.linen as nn
@@ -120,7 +151,7 @@ def test_admm_reaches_the_global_optimum_and_recovers_the_network(seed):
 
 # ---- Section 5: the adversarially robust counterpart, on make_moons ----------------------------------------------
 
-M_TRAIN, M_TEST, NOISE, EPS, M_BETA, M_ITERS = 60, 400, 0.3, 0.15, 0.01, 1000
+M_TRAIN, M_TEST, NOISE, EPS, M_BETA, M_ITERS, DRAWS = 60, 400, 0.3, 0.15, 0.01, 1000, 3
 
 
 def _pgd_accuracy(u, alpha, x, y, eps):
@@ -134,16 +165,22 @@ def _pgd_accuracy(u, alpha, x, y, eps):
 
 def test_robust_convex_net_beats_the_standard_one_under_pgd(seed):
   from zoo.recipes.datasets.moons import moons_arrays  # pylint: disable=g-import-not-at-top
-  x, y = moons_arrays(M_TRAIN, NOISE, 2 * seed)
-  xt, yt = moons_arrays(M_TEST, NOISE, 2 * seed + 1)
-  robust_patterns = cn.sample_patterns(x, 20000, jax.random.key(seed), eps=EPS, perturbed=2)[:, :64]
-  patterns = cn.sample_patterns(x, 64, jax.random.key(seed))
-  robust = cn.robust_admm_solve(x, y, robust_patterns, M_BETA, EPS, rho=0.1, iters=M_ITERS, perturbed=2)
-  ablation = cn.robust_admm_solve(x, y, patterns, M_BETA, 0.0, rho=0.1, iters=M_ITERS, perturbed=2)
-  standard = cn.admm_solve(x, y, patterns, M_BETA, rho=RHO, iters=M_ITERS)
-  acc = {name: _pgd_accuracy(*cn.recover_network(r.v, r.w), xt, yt, EPS)
-         for name, r in (("robust", robust), ("ablation", ablation), ("standard", standard))}
-  print(dict(acc, robust_patterns=robust_patterns.shape[1], violation=float(robust.violation)))
-  assert float(robust.violation) <= 1e-2  # the patterns hold over the balls (up to ADMM accuracy)
-  assert acc["robust"][0] >= acc["standard"][0] + 0.06  # PGD accuracy at the training eps, the paper's claim
-  assert acc["robust"][0] >= acc["ablation"][0] + 0.06  # eps = 0: the same solver, the mechanism off
+  names = ("robust", "ablation", "standard")
+  pgd = []
+  for draw in range(DRAWS):  # independent data draws; the same shapes, so one compilation
+    k = DRAWS * seed + draw
+    x, y = moons_arrays(M_TRAIN, NOISE, 2 * k)
+    xt, yt = moons_arrays(M_TEST, NOISE, 2 * k + 1)
+    patterns = cn.sample_patterns(x, 64, jax.random.key(k), unique=False)  # the same patterns for all three
+    robust = cn.robust_admm_solve(x, y, patterns, M_BETA, EPS, rho=0.1, iters=M_ITERS, perturbed=2)
+    ablation = cn.robust_admm_solve(x, y, patterns, M_BETA, 0.0, rho=0.1, iters=M_ITERS, perturbed=2)
+    standard = cn.admm_solve(x, y, patterns, M_BETA, rho=RHO, iters=M_ITERS)
+    acc = [_pgd_accuracy(*cn.recover_network(r.v, r.w), xt, yt, EPS) for r in (robust, ablation, standard)]
+    print(dict(zip(names, acc), violation=float(robust.violation)))
+    assert float(robust.violation) <= 0.1  # the patterns hold over the balls up to the ADMM's accuracy
+    pgd.append([a[0] for a in acc])
+  pgd = np.array(pgd)  # [draws, 3]: PGD accuracy at the training eps
+  print(dict(zip(names, pgd.mean(0))))
+  assert np.all(pgd[:, 0] > pgd[:, 2]) and np.all(pgd[:, 0] > pgd[:, 1])  # on every draw
+  assert pgd[:, 0].mean() >= pgd[:, 2].mean() + 0.025  # the paper's claim, against the standard convex net
+  assert pgd[:, 0].mean() >= pgd[:, 1].mean() + 0.025  # eps = 0: the same solver, the mechanism off
