@@ -37,7 +37,15 @@ FLOORS = {"hopfield_digits": ("accuracy", ">=", 0.95), "vit_digits": ("accuracy"
           "multimodn_digits": ("accuracy", ">=", 0.63), "hypercl_split_digits": ("accuracy", ">=", 0.97),
           "hypernet_sinusoids": ("mse", "<=", 0.002), "mip_gamma_sinusoid": ("mse", "<=", 0.005),
           "convex_relu_teacher": ("mse", "<=", 0.003), "grad_noise_digits": ("accuracy", ">=", 0.93),
-          "curriculum_digits_noisy": ("accuracy", ">=", 0.93), "scaling_mlps_digits_wi64": ("accuracy", ">=", 0.97)}
+          "curriculum_digits_noisy": ("accuracy", ">=", 0.93), "scaling_mlps_digits_wi64": ("accuracy", ">=", 0.97),
+          "din_interests": ("accuracy", ">=", 0.68), "finalmlp_bilinear": ("loss", "<=", 0.56),
+          "colbert_proj": ("mrr", ">=", 0.53), "onnxnet_minibench": ("mse", "<=", 0.85),
+          "smt_verify_iris": ("accuracy", ">=", 0.95), "monotone_dbm_digits": ("accuracy", ">=", 0.64),
+          "convergent_digits": ("accuracy", ">=", 0.96), "convergent_digits_seed1": ("accuracy", ">=", 0.96),
+          "feature_vis_digits": ("accuracy", ">=", 0.95), "cola_modular": ("accuracy", ">=", 0.36),
+          "archbert_generated_w32": ("reasoning_accuracy", ">=", 0.95),
+          "snnk_digits": ("accuracy", ">=", 0.97), "snnk_bundled_digits": ("accuracy", ">=", 0.98),
+          "grokking_modular_addition": ("relative_l2", "<=", 0.1), "art_canvas": ("region_loss", "<=", 0.3)}
 
 
 def test_every_shipped_checkpoint_has_a_floor():
