@@ -34,6 +34,10 @@ def get_config():
   c.data.batch_size = 60
   c.data.eval_batch_size = 400
   c.data.sampler = {"name": "sequential"}
+  # The ADMM solves on the whole 60-point set at once: the batch is replicated (60 does not divide over 8 data
+  # shards), the devices go to the tensor axis (the solver's arrays are replicated anyway).
+  c.mesh.data = 1
+  c.mesh.tensor = -1
   c.task.name = "regression"
   c.procedure.name = "convex_relu.RobustConvexReLU"
   c.procedure.num_patterns = 64
