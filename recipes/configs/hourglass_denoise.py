@@ -70,13 +70,18 @@ def get_config() -> ml_collections.ConfigDict:
   return c
 
 
-def get_sweep() -> dict:
-  """36 configs (3 budgets x 2 families x 6) x 3 seeds; the seeds of a config are one vmapped group."""
+def search_overrides(**extra) -> list[dict]:
+  """The search as sweep overrides: 36 configs (3 budgets x 2 families x 6) x ``SEEDS``, each with ``extra``."""
   over = []
   for budget in SEARCH.values():
     for family, space in budget.items():
       for w, h, d in space:
         for seed in SEEDS:
           over.append({"model.name": FAMILIES[family], "model.width": w, "model.hidden": h, "model.depth": d,
-                       "seed": seed})
-  return {"overrides": over}
+                       "seed": seed, **extra})
+  return over
+
+
+def get_sweep() -> dict:
+  """36 configs (3 budgets x 2 families x 6) x 3 seeds; the seeds of a config are one vmapped group."""
+  return {"overrides": search_overrides()}

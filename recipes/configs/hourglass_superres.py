@@ -37,22 +37,11 @@ MSE 0.0184.
 import ml_collections
 
 from zoo.recipes.configs import base_config
+# The search is hourglass_denoise's table (``SEARCH``: the same ``(width, hidden, depth)`` per budget and family). On
+# super-resolution's 16 input pixels the conventional's trained input projection is 48 x width smaller, so its counts
+# are 5-12% below the budget.
+from zoo.recipes.configs.hourglass_denoise import FAMILIES, SEARCH, SEEDS, search_overrides  # noqa: F401
 
-# The search: ~6 configs per family at each of three trainable-parameter budgets (the frozen lift is not counted),
-# ``(width, hidden, depth)``, depths 1-8, every count within 4% of the budget's nominal size on 64 input pixels (so
-# within ~8% of each other; tests/papers/test_hourglass_mlp.py checks them with ``zoo.mlp.param_count``). Hourglass:
-# d_z / d_h near 8; conventional: hidden near 4 x width. The same table in both configs: on super-resolution's 16
-# input pixels the conventional's trained input projection is 48 x width smaller (counts 5-12% below the budget).
-SEARCH = {
-    "13k": {"hourglass": [(128, 16, 1), (96, 16, 2), (96, 10, 3), (64, 16, 4), (64, 10, 6), (64, 7, 8)],
-            "conventional": [(32, 128, 1), (24, 96, 2), (20, 80, 3), (20, 64, 4), (16, 56, 6), (12, 56, 8)]},
-    "33k": {"hourglass": [(256, 32, 1), (192, 24, 2), (160, 22, 3), (160, 16, 4), (128, 14, 6), (96, 16, 8)],
-            "conventional": [(56, 224, 1), (40, 164, 2), (36, 132, 3), (28, 124, 4), (24, 96, 6), (20, 88, 8)]},
-    "80k": {"hourglass": [(448, 56, 1), (320, 44, 2), (288, 34, 3), (256, 30, 4), (192, 28, 6), (192, 20, 8)],
-            "conventional": [(92, 368, 1), (68, 268, 2), (56, 220, 3), (48, 192, 4), (40, 156, 6), (36, 132, 8)]},
-}
-FAMILIES = {"hourglass": "mlp.HourglassMLP", "conventional": "mlp.ConventionalResMLP"}
-SEEDS = (0, 1, 2)
 # The search trains 500 steps (the config 1000): the full 1000-step search did not fit this machine's time (2 shared
 # CPU cores); ``hourglass_denoise``'s search is the 1000-step one.
 SWEEP_STEPS = 500
@@ -75,11 +64,4 @@ def get_config() -> ml_collections.ConfigDict:
 
 def get_sweep() -> dict:
   """36 configs (3 budgets x 2 families x 6) x 3 seeds at ``SWEEP_STEPS``; a config's seeds are one vmapped group."""
-  over = []
-  for budget in SEARCH.values():
-    for family, space in budget.items():
-      for w, h, d in space:
-        for seed in SEEDS:
-          over.append({"model.name": FAMILIES[family], "model.width": w, "model.hidden": h, "model.depth": d,
-                       "seed": seed, "steps": SWEEP_STEPS})
-  return {"overrides": over}
+  return {"overrides": search_overrides(steps=SWEEP_STEPS)}

@@ -51,6 +51,14 @@ class ConvexState(flax.struct.PyTreeNode):
   nu: jax.Array
 
 
+
+def _inputs_and_targets(task, batch, where: str):
+  """The task's inputs ``x [n, features]`` float32 and targets ``y [n]`` float32 of a whole-set batch."""
+  x = task.inputs(batch).astype(jnp.float32)
+  y = batch[task.target_key].astype(jnp.float32).reshape(x.shape[0])
+  convex_nn.check_shape(x, "x", "batch features", where=where, dtype="floating")
+  return x, y
+
 @dataclasses.dataclass(frozen=True)
 class ConvexReLU:
   """ADMM on the sampled convex program of a two-layer ReLU net (see the module docstring).
@@ -84,10 +92,7 @@ class ConvexReLU:
                        f"{self.iters_per_step}.")
 
   def _xy(self, batch):
-    x = self.task.inputs(batch).astype(jnp.float32)
-    y = batch[self.task.target_key].astype(jnp.float32).reshape(x.shape[0])
-    convex_nn.check_shape(x, "x", "batch features", where="ConvexReLU", dtype="floating")
-    return x, y
+    return _inputs_and_targets(self.task, batch, "ConvexReLU")
 
   def _system(self, x, h):
     patterns = x @ h >= 0
@@ -203,10 +208,7 @@ class RobustConvexReLU:
                        f"{self.rho}, {self.iters_per_step}, {self.eps}.")
 
   def _xy(self, batch):
-    x = self.task.inputs(batch).astype(jnp.float32)
-    y = batch[self.task.target_key].astype(jnp.float32).reshape(x.shape[0])
-    convex_nn.check_shape(x, "x", "batch features", where="RobustConvexReLU", dtype="floating")
-    return x, y
+    return _inputs_and_targets(self.task, batch, "RobustConvexReLU")
 
   def _dp(self, x):
     return x.shape[1] if self.perturbed in (0, None) else int(self.perturbed)
