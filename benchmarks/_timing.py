@@ -1,4 +1,5 @@
-"""What every benchmark script measures the same way: median wall time of a jitted call, compiled memory, platform.
+"""What every benchmark script measures the same way: median wall or CPU time of a jitted call, compiled memory,
+platform.
 
 The scripts run as ``python benchmarks/<name>.py`` (this folder is then on ``sys.path``) and import it as
 ``import _timing``.
@@ -11,7 +12,7 @@ import time
 
 import jax
 
-__all__ = ["median_seconds", "memory_mib", "platform"]
+__all__ = ["median_cpu_seconds", "median_seconds", "memory_mib", "platform"]
 
 
 def platform() -> str:
@@ -27,6 +28,18 @@ def median_seconds(fn, args, reps: int) -> float:
     start = time.perf_counter()
     jax.block_until_ready(fn(*args))
     times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def median_cpu_seconds(fn, args, reps: int) -> float:
+  """Median process CPU time (all threads) of ``fn(*args)`` over ``reps`` runs after a warm-up call: steadier than
+  wall time on a shared CPU."""
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(reps):
+    start = time.process_time()
+    jax.block_until_ready(fn(*args))
+    times.append(time.process_time() - start)
   return statistics.median(times)
 
 

@@ -27,9 +27,7 @@ remains). On a GPU/TPU the kernels are compiled (Triton / Mosaic), bfloat16 by d
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -56,22 +54,10 @@ def pair_fraction(ids: np.ndarray) -> float:
   return float(same.mean())
 
 
-def _cpu_seconds(fn, args, reps: int) -> float:
-  """Median process CPU time (all threads) of ``fn(*args)`` after a warm-up call: steadier than wall time on a
-  shared CPU."""
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(reps):
-    start = time.process_time()
-    jax.block_until_ready(fn(*args))
-    times.append(time.process_time() - start)
-  return statistics.median(times)
-
-
 def _measure(fn, args, reps):
   try:
     if _timing.platform() == "cpu":
-      return _cpu_seconds(fn, args, reps)
+      return _timing.median_cpu_seconds(fn, args, reps)
     return _timing.median_seconds(fn, args, reps)
   except Exception as e:  # pylint: disable=broad-except
     print(f"    failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}", file=sys.stderr)

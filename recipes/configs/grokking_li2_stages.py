@@ -30,22 +30,14 @@ With decoupled decay 1.0 the phases are compressed (grokked by step 750) compare
 
 import ml_collections
 
-from zoo.recipes.configs import base_config
+from zoo.recipes.configs import grokking_modular_addition
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = base_config()
-  c.model = ml_collections.ConfigDict({"name": "grokking.GroupArithmeticNet", "modulus": 23, "hidden": 256})
-  c.data.name = "modular_addition"
-  c.data.kwargs = ml_collections.ConfigDict({"modulus": 23, "train_fraction": 400 / 529})
-  c.data.batch_size = 400
-  c.data.eval_batch_size = 129
-  c.task = ml_collections.ConfigDict({"name": "regression", "input_key": "x", "target_key": "y"})
+  """``grokking_modular_addition``'s run (model, data, adamw, 3000 steps), logged by the stage-metrics procedure."""
+  c = grokking_modular_addition.get_config()
   c.procedure = ml_collections.ConfigDict({"name": "grokking.Li2Backprop"})
-  c.optimizer = ml_collections.ConfigDict({"name": "adamw", "learning_rate": 1e-3,
-                                           "kwargs": ml_collections.ConfigDict({"weight_decay": 1.0})})
-  c.steps = 3000
+  c.data.eval_batch_size = 129  # the 129 unseen pairs in one batch
   c.log_every = 50
   c.eval_every = 250
-  c.checkpoint_every = 3000
   return c
